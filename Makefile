@@ -1,0 +1,48 @@
+# gensample: two commands on a fresh machine.
+#   make demo   # set up .venv (torch, the package and its extension) and run the main job
+#   make test   # same set-up, then the whole test suite
+PY ?= python3
+VENV ?= .venv
+# torch is pinned for this project's machines (a local CPU wheel); override for yours,
+# e.g. `make test TORCH_SPEC="torch==2.9.1"`, or TORCH_SPEC= to keep the installed one.
+TORCH_SPEC ?= torch==2.13.0
+TRITON_SPEC ?= triton==3.9.0
+PIP := $(VENV)/bin/pip
+PYTHON := $(VENV)/bin/python
+export MAX_JOBS ?= 2
+
+.PHONY: setup build demo test bench info clean
+
+$(VENV)/bin/python:
+	$(PY) -m venv $(VENV)
+
+$(VENV)/.deps: $(VENV)/bin/python
+	$(PIP) install -q --upgrade pip setuptools wheel
+	$(if $(TORCH_SPEC),$(PIP) install -q "$(TORCH_SPEC)")
+	$(PIP) install -q numpy tqdm scipy scikit-learn pytest pytest-benchmark ninja "$(TRITON_SPEC)"
+	touch $@
+
+# (re)build the extension whenever a C++/CUDA source or the build script changes
+$(VENV)/.built: $(VENV)/.deps setup.py pyproject.toml $(shell find csrc -type f 2>/dev/null)
+	$(PIP) install -q --no-build-isolation --no-deps -e .
+	touch $@
+
+setup: $(VENV)/.built
+
+build:
+	$(PYTHON) setup.py build_ext --inplace
+
+demo: setup
+	$(PYTHON) -m gensample demo
+
+test: setup
+	$(PYTHON) -m pytest -q
+
+bench: setup
+	$(PYTHON) benchmarks/bench_reparam.py --json benchmarks/results/reparam-cpu.json
+
+info: setup
+	$(PYTHON) -m gensample info
+
+clean:
+	rm -rf build gensample/_C*.so *.egg-info $(VENV)/.built

@@ -1,0 +1,25 @@
+"""gensample: fused, hardware-accelerated samplers for generative models.
+
+Four backends per op (``triton``, ``cuda``, ``cpu``, ``torch``) drawing from one
+counter-based Philox4x32-10 stream, so every backend gives the same numbers for the
+same seed. ``gensample.info()`` lists what is available here.
+"""
+__version__ = "0.1.0"
+
+from . import _ext  # noqa: F401  (loads the optional extension first)
+from . import random
+from ._backend import BACKENDS, BackendUnavailableError
+from ._info import format_info, info
+from .ops import reparameterize_kl
+from . import nn, models  # noqa: E402
+
+__all__ = [
+    "BACKENDS",
+    "BackendUnavailableError",
+    "format_info",
+    "info",
+    "models",
+    "nn",
+    "random",
+    "reparameterize_kl",
+]

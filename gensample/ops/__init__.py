@@ -1,0 +1,7 @@
+"""Functional ops. Each op family is one module: public function, validation,
+``torch.library`` registration and the torch (reference) backend; the Triton kernels
+sit beside it in ``<op>_triton.py`` and the C++/CUDA kernels under ``csrc/``."""
+from . import random_ops
+from .reparam import reparameterize_kl
+
+__all__ = ["random_ops", "reparameterize_kl"]
