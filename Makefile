@@ -39,7 +39,7 @@ test: setup
 	$(PYTHON) -m pytest -q
 
 bench: setup
-	$(PYTHON) benchmarks/bench_reparam.py --json benchmarks/results/reparam-cpu.json
+	$(PYTHON) benchmarks/bench_reparam.py --json auto
 
 info: setup
 	$(PYTHON) -m gensample info
