@@ -32,7 +32,11 @@ def _extensions():
     opt = ["-O0", "-g"] if debug else ["-O3"]
     # -ffp-contract=off: the random-number transforms must not be fused into FMAs,
     # so that every backend rounds identically (see csrc/include/gensample/common.h).
-    cxx = opt + ["-std=c++17", "-ffp-contract=off", "-fopenmp", "-fvisibility=hidden"]
+    # -fno-math-errno -fno-trapping-math: value-preserving (no reassociation, same
+    # IEEE results); they let GCC vectorize sqrt and if-convert the selects of the
+    # Box-Muller / reparam loops in csrc/cpu/*.cpp (torch itself is built with them).
+    cxx = opt + ["-std=c++17", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-fopenmp",
+                 "-fvisibility=hidden"]
     kwargs = dict(
         include_dirs=[os.path.join(ROOT, "csrc", "include")],
         extra_compile_args={"cxx": cxx},

@@ -29,6 +29,14 @@ TORCH_LIBRARY(gensample, m) {
       "-> (Tensor, Tensor, Tensor, Tensor)");
 }
 
+namespace gensample {
+namespace cpu {
+size_t pool_cached_bytes();
+size_t pool_capacity_bytes();
+void pool_clear();
+}  // namespace cpu
+}  // namespace gensample
+
 namespace {
 pybind11::dict build_info() {
   pybind11::dict d;
@@ -49,4 +57,11 @@ pybind11::dict build_info() {
 PYBIND11_MODULE(_C, m) {
   m.doc() = "gensample C++/CUDA kernels (ops are registered under torch.ops.gensample)";
   m.def("build_info", &build_info, "How this extension was built");
+  m.def("cpu_pool_stats", [] {
+    pybind11::dict d;
+    d["cached_bytes"] = gensample::cpu::pool_cached_bytes();
+    d["capacity_bytes"] = gensample::cpu::pool_capacity_bytes();
+    return d;
+  }, "Bytes held by the cache of large CPU outputs, and its capacity (GENSAMPLE_CPU_POOL_MB)");
+  m.def("cpu_pool_clear", &gensample::cpu::pool_clear, "Free every cached CPU output buffer");
 }

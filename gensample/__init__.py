@@ -9,13 +9,20 @@ __version__ = "0.1.0"
 from . import _ext  # noqa: F401  (loads the optional extension first)
 from . import random
 from ._backend import BACKENDS, BackendUnavailableError
+from ._ext import cpu_pool_stats, empty_cache
 from ._info import format_info, info
 from .ops import reparameterize_kl
 from . import nn, models  # noqa: E402
+from .ops import _triton_loader as _tl  # noqa: E402
+
+_tl.preload()
+del _tl
 
 __all__ = [
     "BACKENDS",
     "BackendUnavailableError",
+    "cpu_pool_stats",
+    "empty_cache",
     "format_info",
     "info",
     "models",

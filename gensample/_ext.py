@@ -47,3 +47,20 @@ def has_cuda_kernels() -> bool:
 
 def build_info() -> dict:
     return dict(_build_info)
+
+
+def empty_cache() -> None:
+    """Release the large CPU output buffers the cpu backend keeps for reuse.
+
+    The cpu backend keeps freed outputs of 1 MiB or more (up to
+    ``GENSAMPLE_CPU_POOL_MB``, default 1024 MiB; 0 disables) and reuses them for outputs
+    of the same size, because the first-touch page faults of fresh large buffers cost
+    more than the fused kernels on many machines. No-op without the extension.
+    """
+    if _C is not None:
+        _C.cpu_pool_clear()
+
+
+def cpu_pool_stats() -> dict:
+    """``{"cached_bytes", "capacity_bytes"}`` of that cache (empty without the extension)."""
+    return dict(_C.cpu_pool_stats()) if _C is not None else {}

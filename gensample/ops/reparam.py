@@ -158,9 +158,9 @@ def _register(fwd_name: str, bwd_name: str, fake: bool) -> None:
 _register("gensample::reparam_kl_fwd_torch", "gensample::reparam_kl_bwd_torch", fake=True)
 if _ext.loaded():
     _register("gensample::reparam_kl_fwd", "gensample::reparam_kl_bwd", fake=True)
-if _triton_loader.load():
-    # triton_op derives its fake implementation by tracing the launcher.
-    _register("gensample::reparam_kl_fwd_triton", "gensample::reparam_kl_bwd_triton", fake=False)
+# triton_op derives its fake implementation by tracing the launcher.
+_triton_loader.on_load(lambda: _register("gensample::reparam_kl_fwd_triton", "gensample::reparam_kl_bwd_triton",
+                                         fake=False))
 
 
 def _fwd_op(backend: str):

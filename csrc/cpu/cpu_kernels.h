@@ -1,0 +1,335 @@
+// Helpers shared by the CPU kernels (csrc/cpu/*.cpp) only.
+//
+// * GS_CPU_AVX2_PATH / GS_TARGET_AVX2 / use_avx2(): hot loops are compiled twice,
+//   for AVX2 and for the baseline ISA, and use_avx2() picks one at run time. The
+//   per-element math (csrc/include/gensample/*.h) is inlined into each copy, so it
+//   is vectorized for the CPU that runs it. FMA is never enabled (not part of
+//   "avx2", and -ffp-contract=off), so both copies give the same bits.
+// * Batched stream fills (defined in random_cpu.cpp): elements [start, start + count)
+//   of the uniform / normal stream of (seed, offset), bit-identical to
+//   gensample/random.py.
+// * Simd<V, N> (below): a vector math type for instantiating the header formulas
+//   (gensample/reparam.h) on many elements at once, with a vectorizable exp/expm1.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include <ATen/core/Tensor.h>
+
+#include "gensample/common.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && defined(__linux__) && \
+    !defined(GENSAMPLE_NO_AVX2_PATH)
+// Hot loops get an AVX2 copy (functions with __attribute__((target("avx2")))),
+// chosen at run time by use_avx2().
+#define GS_CPU_AVX2_PATH 1
+#define GS_TARGET_AVX2 __attribute__((target("avx2")))
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define GS_ALWAYS_INLINE inline __attribute__((always_inline))
+#define GS_RESTRICT __restrict__
+#else
+#define GS_ALWAYS_INLINE inline
+#define GS_RESTRICT
+#endif
+
+namespace gensample {
+namespace cpu {
+
+// Elements [start, start + count) of the stream (seed, offset) -> out[0 .. count).
+// Element i uses counter offset + i / 4 (wrapping mod 2^64), lane i % 4.
+void uniform_fill(uint64_t seed, uint64_t offset, uint64_t start, int64_t count, float* out);
+void normal_fill(uint64_t seed, uint64_t offset, uint64_t start, int64_t count, float* out);
+
+// Checks seed (CPU int64 (2,)) and reads (seed, offset) as uint64.
+void read_seed(const at::Tensor& seed, uint64_t& key, uint64_t& offset);
+
+// Opt-in (GENSAMPLE_CPU_HUGEPAGE=1): madvise(MADV_HUGEPAGE) on a freshly allocated
+// output of 4 MiB or more, so that its first touch takes one page fault per 2 MiB
+// instead of one per 4 KiB. On the dev VM this halves the time of a 65536x512
+// reparam fwd when the process allocates little else, but when other code churns
+// 4 KiB pages (eager PyTorch in between, e.g. the benchmark's other competitors)
+// getting fresh huge pages costs up to 6x more than the 4 KiB faults, so it is off
+// by default (THP_MEM_ALLOC_ENABLE=1 does the same for all of torch's allocations).
+// Only a hint: values are unaffected.
+void advise_output(void* p, size_t bytes);
+
+// Allocates a CPU output through gensample's bounded cache of large buffers (see
+// output_pool.cpp): outputs of 1 MiB or more reuse freed ones of the same size class,
+// so they do not pay first-touch page faults every call. Contents are uninitialised.
+at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options);
+size_t pool_cached_bytes();
+size_t pool_capacity_bytes();
+void pool_clear();
+
+// Whether the AVX2 copies of the hot loops run: the CPU has AVX2 and
+// GENSAMPLE_CPU_NO_AVX2=1 is not set (read once). The other copies are compiled for
+// the baseline ISA and give the same bits (the stream) / the same values.
+bool use_avx2();
+// "avx2" or "default", after use_avx2().
+const char* isa_name();
+
+// ---------------------------------------------------------------------------
+// Simd<V, N>: N vectors of 32 bytes (8 floats / 4 doubles) as one arithmetic value,
+// written with GCC vector extensions (no intrinsics), so it compiles for whatever
+// ISA the enclosing function targets: ymm registers in a GS_TARGET_AVX2 function,
+// pairs of xmm in a baseline one.
+//
+// The reparam formulas (gensample/reparam.h) are templates over their math type;
+// instantiated with Simd they run on kWidth elements at once, with the operations of
+// the N vectors written side by side (independent dependency chains for the
+// out-of-order core: the exp/expm1 polynomials are latency-bound one vector at a
+// time). gs_exp / gs_expm1 are
+// overloaded for Simd below (found by argument-dependent lookup from the header's
+// unqualified calls): a branch-free Cody-Waite + polynomial exp / expm1, within a
+// few ulp of std::exp / std::expm1 (the header allows that: these formulas are
+// compared with tolerances, unlike the random stream).
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"  // 32-byte vectors in baseline-ISA code: always inlined
+#endif
+
+#define GS_EACH(i) _Pragma("GCC unroll 16") for (int i = 0; i < N; ++i)
+
+template <typename V>
+struct VecOf;
+template <>
+struct VecOf<float> {
+  typedef float vec __attribute__((vector_size(32)));
+  typedef float uvec __attribute__((vector_size(32), aligned(4), may_alias));  // unaligned access
+  typedef int32_t ivec __attribute__((vector_size(32)));
+  static constexpr int kLanes = 8;
+  GS_ALWAYS_INLINE static vec splat(float c) { return vec{c, c, c, c, c, c, c, c}; }
+  GS_ALWAYS_INLINE static ivec splat_i(int32_t c) { return ivec{c, c, c, c, c, c, c, c}; }
+  // 8 floats from memory, widened to V (a no-op here).
+  GS_ALWAYS_INLINE static vec load_f32(const float* p) { return *reinterpret_cast<const uvec*>(p); }
+};
+template <>
+struct VecOf<double> {
+  typedef double vec __attribute__((vector_size(32)));
+  typedef double uvec __attribute__((vector_size(32), aligned(8), may_alias));
+  typedef int64_t ivec __attribute__((vector_size(32)));
+  typedef float fvec4 __attribute__((vector_size(16)));
+  typedef float ufvec4 __attribute__((vector_size(16), aligned(4), may_alias));
+  static constexpr int kLanes = 4;
+  GS_ALWAYS_INLINE static vec splat(double c) { return vec{c, c, c, c}; }
+  GS_ALWAYS_INLINE static ivec splat_i(int64_t c) { return ivec{c, c, c, c}; }
+  GS_ALWAYS_INLINE static vec load_f32(const float* p) {
+    return __builtin_convertvector(*reinterpret_cast<const ufvec4*>(p), vec);
+  }
+};
+
+// Tag only makes distinct types: with a TU-local Tag, each instantiation of a
+// header formula gets internal linkage and can have a single call site, which GCC
+// then inlines whatever its size (see reparam_cpu.cpp).
+template <typename V, int N, typename Tag = void>
+struct Simd {
+  using Tr = VecOf<V>;
+  using vec = typename Tr::vec;
+  static constexpr int kWidth = N * Tr::kLanes;  // elements per value
+  vec x[N];
+
+  Simd() = default;
+  GS_ALWAYS_INLINE explicit Simd(double c) {
+    const vec b = Tr::splat(static_cast<V>(c));
+    GS_EACH(i) x[i] = b;
+  }
+  GS_ALWAYS_INLINE static Simd load(const V* p) {
+    Simd r;
+    GS_EACH(i) r.x[i] = reinterpret_cast<const typename Tr::uvec*>(p)[i];
+    return r;
+  }
+  // kWidth float32 values, widened to V.
+  GS_ALWAYS_INLINE static Simd load_f32(const float* p) {
+    Simd r;
+    GS_EACH(i) r.x[i] = Tr::load_f32(p + i * Tr::kLanes);
+    return r;
+  }
+  GS_ALWAYS_INLINE void store(V* p) const {
+    GS_EACH(i) reinterpret_cast<typename Tr::uvec*>(p)[i] = x[i];
+  }
+
+  GS_ALWAYS_INLINE friend Simd operator+(const Simd& a, const Simd& b) {
+    Simd r;
+    GS_EACH(i) r.x[i] = a.x[i] + b.x[i];
+    return r;
+  }
+  GS_ALWAYS_INLINE friend Simd operator-(const Simd& a, const Simd& b) {
+    Simd r;
+    GS_EACH(i) r.x[i] = a.x[i] - b.x[i];
+    return r;
+  }
+  GS_ALWAYS_INLINE friend Simd operator*(const Simd& a, const Simd& b) {
+    Simd r;
+    GS_EACH(i) r.x[i] = a.x[i] * b.x[i];
+    return r;
+  }
+  GS_ALWAYS_INLINE friend Simd operator-(const Simd& a) {
+    Simd r;
+    GS_EACH(i) r.x[i] = -a.x[i];
+    return r;
+  }
+  // Sum of all elements in a fixed order (vectors first, then lanes pairwise).
+  GS_ALWAYS_INLINE V sum() const {
+    vec t = x[0];
+    for (int i = 1; i < N; ++i) t = t + x[i];
+    V l[Tr::kLanes];
+    std::memcpy(l, &t, sizeof(t));
+    if (Tr::kLanes == 8) return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+    return (l[0] + l[1]) + (l[2] + l[3]);
+  }
+};
+
+namespace fastmath {
+
+// Polynomial part: expm1(r) for |r| <= ln2 / 2 (Taylor series, Estrin's scheme).
+// float: to r^7, truncation < 1.6e-8 |r|.
+GS_ALWAYS_INLINE VecOf<float>::vec expm1_poly(VecOf<float>::vec r) {
+  const auto r2 = r * r;
+  const auto r4 = r2 * r2;
+  const auto a0 = r * (1.0f / 6.0f) + 0.5f;
+  const auto a1 = r * (1.0f / 120.0f) + (1.0f / 24.0f);
+  const auto a2 = r * (1.0f / 5040.0f) + (1.0f / 720.0f);
+  const auto p = (r2 * a1 + a0) + r4 * a2;
+  return r2 * p + r;
+}
+// double: to r^14, truncation < 2e-17 |r|.
+GS_ALWAYS_INLINE VecOf<double>::vec expm1_poly(VecOf<double>::vec r) {
+  const auto r2 = r * r;
+  const auto r4 = r2 * r2;
+  const auto r8 = r4 * r4;
+  const auto a0 = r * (1.0 / 6.0) + 0.5;
+  const auto a1 = r * (1.0 / 120.0) + (1.0 / 24.0);
+  const auto a2 = r * (1.0 / 5040.0) + (1.0 / 720.0);
+  const auto a3 = r * (1.0 / 362880.0) + (1.0 / 40320.0);
+  const auto a4 = r * (1.0 / 39916800.0) + (1.0 / 3628800.0);
+  const auto a5 = r * (1.0 / 6227020800.0) + (1.0 / 479001600.0);
+  const auto b0 = r2 * a1 + a0;
+  const auto b1 = r2 * a3 + a2;
+  const auto b2 = r2 * a5 + a4;
+  const auto b3 = VecOf<double>::splat(1.0 / 87178291200.0);
+  const auto p = (r4 * b1 + b0) + r8 * (r4 * b3 + b2);
+  return r2 * p + r;
+}
+
+// x = n ln2 + r (Cody-Waite; fn * C1 exact), q = expm1(r), exp(x) = s1 s2 (1 + q).
+// float: n in [-150, 128] after clamping, split n = n1 + n2 so 2^n1, 2^n2 are
+// normal floats and the scaling underflows / overflows gradually and correctly.
+template <int N, typename Tag>
+GS_ALWAYS_INLINE void reduce(const Simd<float, N, Tag>& xin, Simd<float, N, Tag>& q, Simd<float, N, Tag>& s1,
+                             Simd<float, N, Tag>& s2) {
+  using Tr = VecOf<float>;
+  typename Tr::vec x[N], fn[N], r[N];
+  typename Tr::ivec n[N];
+  const float kShift = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  GS_EACH(i) {
+    x[i] = xin.x[i] < -104.0f ? Tr::splat(-104.0f) : xin.x[i];  // NaN passes through
+    x[i] = x[i] > 89.0f ? Tr::splat(89.0f) : x[i];
+  }
+  GS_EACH(i) {
+    const auto t = x[i] * 1.44269504088896341f + kShift;
+    n[i] = __builtin_bit_cast(typename Tr::ivec, t) - Tr::splat_i(0x4B400000);  // bits of kShift
+    fn[i] = t - kShift;
+  }
+  GS_EACH(i) r[i] = (x[i] - fn[i] * 0.693359375f) - fn[i] * -2.12194440e-4f;
+  GS_EACH(i) q.x[i] = expm1_poly(r[i]);
+  GS_EACH(i) {
+    const auto n1 = n[i] >> 1;
+    const auto n2 = n[i] - n1;
+    const auto b1 = (n1 + 127) << 23;
+    const auto b2 = (n2 + 127) << 23;
+    s1.x[i] = __builtin_bit_cast(typename Tr::vec, b1);
+    s2.x[i] = __builtin_bit_cast(typename Tr::vec, b2);
+  }
+}
+
+// double: x clamped to [-708, 709] so one 2^n (n in [-1022, 1023]) is normal; the
+// callers map x > 709.78 to +inf and x < -745.2 to 0 (exp), -1 (expm1). Between
+// -745.2 and -708 exp returns exp(-708) = 3e-308 instead of a denormal.
+template <int N, typename Tag>
+GS_ALWAYS_INLINE void reduce(const Simd<double, N, Tag>& xin, Simd<double, N, Tag>& q, Simd<double, N, Tag>& s) {
+  using Tr = VecOf<double>;
+  typename Tr::vec x[N], fn[N], r[N];
+  typename Tr::ivec n[N];
+  const double kShift = 6755399441055744.0;  // 1.5 * 2^52
+  GS_EACH(i) {
+    x[i] = xin.x[i] < -708.0 ? Tr::splat(-708.0) : xin.x[i];
+    x[i] = x[i] > 709.0 ? Tr::splat(709.0) : x[i];
+  }
+  GS_EACH(i) {
+    const auto t = x[i] * 1.4426950408889634074 + kShift;
+    n[i] = __builtin_bit_cast(typename Tr::ivec, t) - Tr::splat_i(0x4338000000000000LL);  // bits of kShift
+    fn[i] = t - kShift;
+  }
+  // fdlibm's split of ln2 (fn * hi exact for |n| < 2^20).
+  GS_EACH(i) r[i] = (x[i] - fn[i] * 6.93147180369123816490e-01) - fn[i] * 1.90821492927058770002e-10;
+  GS_EACH(i) q.x[i] = expm1_poly(r[i]);
+  GS_EACH(i) {
+    const auto b = (n[i] + 1023) << 52;
+    s.x[i] = __builtin_bit_cast(typename Tr::vec, b);
+  }
+}
+
+}  // namespace fastmath
+
+template <int N, typename Tag>
+GS_ALWAYS_INLINE Simd<float, N, Tag> gs_exp(const Simd<float, N, Tag>& x) {
+  Simd<float, N, Tag> q, s1, s2, r;
+  fastmath::reduce(x, q, s1, s2);
+  GS_EACH(i) r.x[i] = ((q.x[i] + 1.0f) * s1.x[i]) * s2.x[i];
+  return r;
+}
+
+template <int N, typename Tag>
+GS_ALWAYS_INLINE Simd<float, N, Tag> gs_expm1(const Simd<float, N, Tag>& x) {
+  Simd<float, N, Tag> q, s1, s2, r;
+  fastmath::reduce(x, q, s1, s2);
+  // 2^n q + (2^n - 1): exactly q for n = 0 (|x| < ln2 / 2), one rounding otherwise.
+  // Above x = 20 the -1 is below half an ulp: exp(x) there, which also stays finite
+  // up to x = 88.72 where 2^n alone (n = 128) would overflow.
+  GS_EACH(i) {
+    const auto s = s1.x[i] * s2.x[i];
+    const auto small = (q.x[i] * s1.x[i]) * s2.x[i] + (s - 1.0f);
+    const auto big = ((q.x[i] + 1.0f) * s1.x[i]) * s2.x[i];
+    r.x[i] = x.x[i] > 20.0f ? big : small;
+  }
+  return r;
+}
+
+template <int N, typename Tag>
+GS_ALWAYS_INLINE Simd<double, N, Tag> gs_exp(const Simd<double, N, Tag>& x) {
+  using Tr = VecOf<double>;
+  Simd<double, N, Tag> q, s, r;
+  fastmath::reduce(x, q, s);
+  const auto inf = Tr::splat(__builtin_inf());
+  GS_EACH(i) {
+    r.x[i] = (q.x[i] + 1.0) * s.x[i];
+    r.x[i] = x.x[i] > 709.782712893384 ? inf : r.x[i];
+    r.x[i] = x.x[i] < -745.1332191019412 ? Tr::splat(0.0) : r.x[i];
+  }
+  return r;
+}
+
+template <int N, typename Tag>
+GS_ALWAYS_INLINE Simd<double, N, Tag> gs_expm1(const Simd<double, N, Tag>& x) {
+  using Tr = VecOf<double>;
+  Simd<double, N, Tag> q, s, r;
+  fastmath::reduce(x, q, s);
+  const auto inf = Tr::splat(__builtin_inf());
+  GS_EACH(i) {
+    r.x[i] = q.x[i] * s.x[i] + (s.x[i] - 1.0);
+    r.x[i] = x.x[i] > 709.782712893384 ? inf : r.x[i];
+  }
+  return r;
+}
+
+#undef GS_EACH
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+}  // namespace cpu
+}  // namespace gensample
