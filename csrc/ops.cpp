@@ -33,6 +33,8 @@ namespace gensample {
 namespace cpu {
 size_t pool_cached_bytes();
 size_t pool_capacity_bytes();
+size_t pool_live_bytes();
+size_t pool_reset_peak();
 void pool_clear();
 }  // namespace cpu
 }  // namespace gensample
@@ -61,7 +63,10 @@ PYBIND11_MODULE(_C, m) {
     pybind11::dict d;
     d["cached_bytes"] = gensample::cpu::pool_cached_bytes();
     d["capacity_bytes"] = gensample::cpu::pool_capacity_bytes();
+    d["live_bytes"] = gensample::cpu::pool_live_bytes();
     return d;
-  }, "Bytes held by the cache of large CPU outputs, and its capacity (GENSAMPLE_CPU_POOL_MB)");
+  }, "Bytes held by the cache of large CPU outputs, its capacity (GENSAMPLE_CPU_POOL_MB), and bytes of pooled outputs alive");
+  m.def("cpu_pool_reset_peak", &gensample::cpu::pool_reset_peak,
+        "High-water mark of live pooled output bytes since the last call (restarts it)");
   m.def("cpu_pool_clear", &gensample::cpu::pool_clear, "Free every cached CPU output buffer");
 }

@@ -63,6 +63,9 @@ void advise_output(void* p, size_t bytes);
 at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options);
 size_t pool_cached_bytes();
 size_t pool_capacity_bytes();
+size_t pool_live_bytes();
+// Returns the high-water mark of live pooled bytes and restarts it from the current value.
+size_t pool_reset_peak();
 void pool_clear();
 
 // Whether the AVX2 copies of the hot loops run: the CPU has AVX2 and

@@ -31,6 +31,8 @@ struct Pool {
   std::mutex mutex;
   std::multimap<size_t, void*> blocks;  // capacity -> free block
   size_t cached = 0;
+  size_t live = 0;       // bytes of pooled outputs currently held by tensors
+  size_t peak_live = 0;  // high-water mark of live since the last reset (for benchmarks)
   size_t cap;
   Pool() {
     const char* v = std::getenv("GENSAMPLE_CPU_POOL_MB");
@@ -48,6 +50,7 @@ void give_back(void* ptr, size_t bytes) {
   Pool& p = pool();
   {
     std::lock_guard<std::mutex> g(p.mutex);
+    p.live -= bytes;
     if (p.cached + bytes <= p.cap) {
       p.blocks.emplace(bytes, ptr);
       p.cached += bytes;
@@ -75,8 +78,14 @@ at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options)
       p.blocks.erase(it);
       p.cached -= capacity;
     }
+    p.live += capacity;
+    if (p.live > p.peak_live) p.peak_live = p.live;
   }
-  if (ptr == nullptr && posix_memalign(&ptr, 64, capacity) != 0) throw std::bad_alloc();
+  if (ptr == nullptr && posix_memalign(&ptr, 64, capacity) != 0) {
+    std::lock_guard<std::mutex> g(p.mutex);
+    p.live -= capacity;
+    throw std::bad_alloc();
+  }
   return at::from_blob(
       ptr, sizes, [capacity](void* q) { give_back(q, capacity); }, options);
 }
@@ -88,6 +97,20 @@ size_t pool_cached_bytes() {
 }
 
 size_t pool_capacity_bytes() { return pool().cap; }
+
+size_t pool_live_bytes() {
+  Pool& p = pool();
+  std::lock_guard<std::mutex> g(p.mutex);
+  return p.live;
+}
+
+size_t pool_reset_peak() {
+  Pool& p = pool();
+  std::lock_guard<std::mutex> g(p.mutex);
+  const size_t peak = p.peak_live;
+  p.peak_live = p.live;
+  return peak;
+}
 
 void pool_clear() {
   Pool& p = pool();
