@@ -407,6 +407,14 @@ int64_t unit_grain(const Units& U, int64_t n_samples) {
   return std::max<int64_t>(1, 32768 / per_unit);
 }
 
+// A tile of an optional prior input: loaded (as V) when given, zeros otherwise.
+template <typename V, typename scalar_t>
+const V* load_or_zero(const View2<scalar_t>& t, int64_t r0, int64_t r1, int64_t d0, int64_t d1, int64_t L, V* buf) {
+  if (t) return t.template load<V>(r0, r1, d0, d1, buf);
+  std::fill(buf, buf + L, V(0));
+  return buf;
+}
+
 // ---------------------------------------------------------------------------
 // Forward.
 
@@ -438,22 +446,8 @@ void fwd_kernel(const at::Tensor& mu_t, const at::Tensor& lv_t, const std::optio
       if (u + 1 < u1) prefetch_unit<scalar_t>(U, u + 1, {&mu, &lv, &pm, &plv});
       const V* m = mu.template load<V>(r0, r1, d0, d1, b_mu);
       const V* l = lv.template load<V>(r0, r1, d0, d1, b_lv);
-      const V* pmv = nullptr;
-      const V* plvv = nullptr;
-      if (prior) {
-        if (pm) {
-          pmv = pm.template load<V>(r0, r1, d0, d1, b_pm);
-        } else {
-          std::fill(b_pm, b_pm + L, V(0));
-          pmv = b_pm;
-        }
-        if (plv) {
-          plvv = plv.template load<V>(r0, r1, d0, d1, b_plv);
-        } else {
-          std::fill(b_plv, b_plv + L, V(0));
-          plvv = b_plv;
-        }
-      }
+      const V* pmv = prior ? load_or_zero<V>(pm, r0, r1, d0, d1, L, b_pm) : nullptr;
+      const V* plvv = prior ? load_or_zero<V>(plv, r0, r1, d0, d1, L, b_plv) : nullptr;
       // KL: the unit's terms in one vectorized pass, then per-row sums.
       kl_terms(m, l, pmv, plvv, L, b_kl);
       for (int64_t r = r0; r < r1; ++r) {
@@ -558,22 +552,8 @@ void bwd_kernel(const std::optional<at::Tensor>& gz_t, const std::optional<at::T
       }
       const V* m = mu.template load<V>(r0, r1, d0, d1, b_mu);
       const V* l = lv.template load<V>(r0, r1, d0, d1, b_lv);
-      const V* pmv = nullptr;
-      const V* plvv = nullptr;
-      if (prior) {
-        if (pm) {
-          pmv = pm.template load<V>(r0, r1, d0, d1, b_pm);
-        } else {
-          std::fill(b_pm, b_pm + L, V(0));
-          pmv = b_pm;
-        }
-        if (plv) {
-          plvv = plv.template load<V>(r0, r1, d0, d1, b_plv);
-        } else {
-          std::fill(b_plv, b_plv + L, V(0));
-          plvv = b_plv;
-        }
-      }
+      const V* pmv = prior ? load_or_zero<V>(pm, r0, r1, d0, d1, L, b_pm) : nullptr;
+      const V* plvv = prior ? load_or_zero<V>(plv, r0, r1, d0, d1, L, b_plv) : nullptr;
       // dz_sum = sum_s grad_z[s], dz_sum_eps = sum_s grad_z[s] * eps_s (eps regenerated).
       if (gz) {
         for (int64_t s = 0; s < S; ++s) {
