@@ -407,6 +407,12 @@ int64_t unit_grain(const Units& U, int64_t n_samples) {
   return std::max<int64_t>(1, 32768 / per_unit);
 }
 
+// View of an optional input; an empty view (false) when absent.
+template <typename scalar_t>
+View2<scalar_t> optional_view(const std::optional<at::Tensor>& t) {
+  return t.has_value() ? View2<scalar_t>(*t) : View2<scalar_t>();
+}
+
 // A tile of an optional prior input: loaded (as V) when given, zeros otherwise.
 template <typename V, typename scalar_t>
 const V* load_or_zero(const View2<scalar_t>& t, int64_t r0, int64_t r1, int64_t d0, int64_t d1, int64_t L, V* buf) {
@@ -425,9 +431,7 @@ void fwd_kernel(const at::Tensor& mu_t, const at::Tensor& lv_t, const std::optio
   using V = at::opmath_type<scalar_t>;
   const int64_t R = mu_t.size(0), D = mu_t.size(1);
   const View2<scalar_t> mu(mu_t), lv(lv_t);
-  View2<scalar_t> pm, plv;
-  if (pm_t.has_value()) pm = View2<scalar_t>(*pm_t);
-  if (plv_t.has_value()) plv = View2<scalar_t>(*plv_t);
+  const View2<scalar_t> pm = optional_view<scalar_t>(pm_t), plv = optional_view<scalar_t>(plv_t);
   const bool prior = pm || plv;
   scalar_t* z = z_t.mutable_data_ptr<scalar_t>();
   scalar_t* kl = kl_t.mutable_data_ptr<scalar_t>();
@@ -509,9 +513,7 @@ void bwd_kernel(const std::optional<at::Tensor>& gz_t, const std::optional<at::T
   using V = at::opmath_type<scalar_t>;
   const int64_t R = mu_t.size(0), D = mu_t.size(1);
   const View2<scalar_t> mu(mu_t), lv(lv_t);
-  View2<scalar_t> pm, plv;
-  if (pm_t.has_value()) pm = View2<scalar_t>(*pm_t);
-  if (plv_t.has_value()) plv = View2<scalar_t>(*plv_t);
+  const View2<scalar_t> pm = optional_view<scalar_t>(pm_t), plv = optional_view<scalar_t>(plv_t);
   const bool prior = pm || plv;
   // grad_z (S, R, D), any strides (often expanded: all strides 0).
   const scalar_t* gz = nullptr;
