@@ -127,14 +127,9 @@ def _eps_elem(seed, offset, i):
 
 # --- forward -----------------------------------------------------------------------
 @triton.jit
-def _reparam_fwd_kernel(
-    mu_ptr, lv_ptr, pm_ptr, plv_ptr, seed_ptr, z_ptr, kl_ptr,
-    R, D, S, S_LOOP, n_chunks, chunks_per_prog, n_split,
-    s_mu_r, s_mu_d, s_lv_r, s_lv_d, s_pm_r, s_pm_d, s_plv_r, s_plv_d,
-    HAS_PM: tl.constexpr, HAS_PLV: tl.constexpr, F64: tl.constexpr, KL_PARTIAL: tl.constexpr,
-    PHASE0: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
-):
-    W: tl.constexpr = 4 * BLOCK_C
+def _tile_setup(seed_ptr, R, D, BLOCK_R: tl.constexpr, W: tl.constexpr):
+    """Common preamble of the forward and backward kernels: the seed pair, this
+    program's column-chunk index and row block, and the lane offsets of a tile."""
     seed = tl.load(seed_ptr)
     offset = tl.load(seed_ptr + 1)
     pid_r = tl.program_id(0)
@@ -143,6 +138,19 @@ def _reparam_fwd_kernel(
     rmask = rows < R
     RD = tl.cast(R, tl.int64) * D
     t = tl.arange(0, W)
+    return seed, offset, pid_c, rows, rmask, RD, t
+
+
+@triton.jit
+def _reparam_fwd_kernel(
+    mu_ptr, lv_ptr, pm_ptr, plv_ptr, seed_ptr, z_ptr, kl_ptr,
+    R, D, S, S_LOOP, n_chunks, chunks_per_prog, n_split,
+    s_mu_r, s_mu_d, s_lv_r, s_lv_d, s_pm_r, s_pm_d, s_plv_r, s_plv_d,
+    HAS_PM: tl.constexpr, HAS_PLV: tl.constexpr, F64: tl.constexpr, KL_PARTIAL: tl.constexpr,
+    PHASE0: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    W: tl.constexpr = 4 * BLOCK_C
+    seed, offset, pid_c, rows, rmask, RD, t = _tile_setup(seed_ptr, R, D, BLOCK_R, W)
     k_begin = pid_c * chunks_per_prog
     k_end = tl.minimum(k_begin + chunks_per_prog, n_chunks)
     acc = _to_ct(tl.zeros([BLOCK_R], tl.float32), F64)
@@ -205,14 +213,7 @@ def _reparam_bwd_kernel(
     BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     W: tl.constexpr = 4 * BLOCK_C
-    seed = tl.load(seed_ptr)
-    offset = tl.load(seed_ptr + 1)
-    pid_r = tl.program_id(0)
-    pid_c = tl.program_id(1)
-    rows = (pid_r * BLOCK_R + tl.arange(0, BLOCK_R)).to(tl.int64)
-    rmask = rows < R
-    RD = tl.cast(R, tl.int64) * D
-    t = tl.arange(0, W)
+    seed, offset, pid_c, rows, rmask, RD, t = _tile_setup(seed_ptr, R, D, BLOCK_R, W)
     if FRAME and not PHASE0:
         ph = (rows * D) & 3  # the same for every sample (S == 1 or R*D % 4 == 0)
     else:
