@@ -29,8 +29,11 @@ $(VENV)/.built: $(VENV)/.deps setup.py pyproject.toml $(shell find csrc -type f 
 
 setup: $(VENV)/.built
 
+# Rebuild the extension in place, atomically: the new .so is renamed over the old one,
+# so a process that has the old one loaded keeps running (no SIGBUS mid-test).
 build:
-	$(PYTHON) setup.py build_ext --inplace
+	GENSAMPLE_CUDA=$${GENSAMPLE_CUDA:-auto} $(PYTHON) setup.py -q build_ext --build-lib build/stage
+	for f in build/stage/gensample/_C*.so; do cp "$$f" "gensample/.$${f##*/}.tmp" && mv -f "gensample/.$${f##*/}.tmp" "gensample/$${f##*/}"; done
 
 demo: setup
 	$(PYTHON) -m gensample demo

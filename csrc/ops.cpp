@@ -1,6 +1,8 @@
 // gensample._C: operator schemas (TORCH_LIBRARY) and the Python module.
 //
-// The schemas are declared here, once. Each backend registers its kernels for its
+// The schemas of the streams and reparam_kl are declared here; every other op family
+// declares its own in csrc/<family>_ops.cpp with TORCH_LIBRARY_FRAGMENT(gensample, m).
+// Each backend registers its kernels for its
 // dispatch key in its own file: csrc/cpu/*.cpp (CPU) and csrc/cuda/*.cu (CUDA).
 // Fake (meta) and autograd implementations are registered from Python
 // (gensample/ops/*.py), as in pytorch/extension-cpp.

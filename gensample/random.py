@@ -33,6 +33,8 @@ import torch
 __all__ = [
     "draw_seed",
     "seed_pair",
+    "substream",
+    "bernoulli_stream",
     "philox4x32_10",
     "stream_words",
     "uniform_stream",
@@ -79,6 +81,22 @@ def seed_pair(seed: int, offset: int = 0, device: torch.device | str | None = No
         return v - (1 << 64) if v >= (1 << 63) else v
 
     return torch.tensor([as_i64(seed), as_i64(offset)], dtype=torch.int64, device=device)
+
+
+def substream(seed: torch.Tensor, t: int) -> torch.Tensor:
+    """The seed pair of step ``t`` of a multi-step draw: ``(seed, offset + t * 2^32)``.
+
+    An op that draws several times from one seed pair (the half-steps of
+    ``gibbs_sweeps``, the steps of a Langevin chain driven from one pair) gives step
+    ``t`` (0-based, ``0 <= t < 2^31``) the counters ``offset + t * 2^32 + i // 4``: the
+    step number moves into the high counter word, so steps never overlap while one step
+    draws fewer than ``2^34`` elements. Kernels compute this on the device; this helper
+    is the specification (it runs on ``seed``'s device, no host synchronization).
+    """
+    _check_seed(seed)
+    if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < 2**31:
+        raise ValueError(f"t must be an int in [0, 2^31), got {t!r}")
+    return seed + torch.tensor([0, t << 32], dtype=torch.int64, device=seed.device)
 
 
 def _check_seed(seed: torch.Tensor) -> None:
@@ -209,6 +227,17 @@ def normal_stream(seed: torch.Tensor, numel: int) -> torch.Tensor:
     z0, z1 = _box_muller(w[:, 0], w[:, 1])
     z2, z3 = _box_muller(w[:, 2], w[:, 3])
     return torch.stack([z0, z1, z2, z3], dim=-1).reshape(-1)[:numel]
+
+
+def bernoulli_stream(seed: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Bernoulli(p) draws for float32 ``p`` (any shape): ``u_i < p_i`` with ``u`` the
+    uniform stream of ``seed`` over ``p``'s flat row-major index. Returns bool.
+
+    ``u`` lies on the 24-bit grid, so the draw is exact for ``p`` on that grid and
+    off by less than ``2^-24`` in probability otherwise (``p = 0`` never fires).
+    """
+    u = uniform_stream(seed, p.numel()).view(p.shape)
+    return u < p
 
 
 def _shape(size) -> tuple[int, ...]:

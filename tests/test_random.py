@@ -160,3 +160,30 @@ def test_seed_validation():
         gensample.random.normal(4, generator=123)
     with pytest.raises(ValueError, match="size"):
         gensample.random.normal(-1)
+
+
+def test_substream_moves_step_into_high_counter_word():
+    from gensample import random as gr
+
+    s = gr.seed_pair(123, 5)
+    sub = gr.substream(s, 3)
+    assert sub.tolist() == [123, 5 + (3 << 32)]
+    # step 3's stream is the stream of counters offset + 3 * 2^32 + i // 4
+    assert torch.equal(gr.uniform_stream(sub, 10), gr.uniform_stream(gr.seed_pair(123, 5 + (3 << 32)), 10))
+    assert not torch.equal(gr.uniform_stream(sub, 10), gr.uniform_stream(s, 10))
+    with pytest.raises(ValueError, match="t must be"):
+        gr.substream(s, -1)
+
+
+def test_bernoulli_stream_is_uniform_below_p():
+    from gensample import random as gr
+
+    s = gr.seed_pair(9, 0)
+    p = torch.linspace(0, 1, 4001)[:-1].repeat(50)
+    b = gr.bernoulli_stream(s, p)
+    assert torch.equal(b, gr.uniform_stream(s, p.numel()) < p)
+    assert not b[p == 0].any()
+    # mean of Bernoulli(p) over n = 200000 draws: |mean - E| < 5 sd (false-failure rate ~6e-7)
+    n = p.numel()
+    sd = float((p * (1 - p)).sum().sqrt()) / n
+    assert abs(b.float().mean().item() - p.mean().item()) < 5 * sd

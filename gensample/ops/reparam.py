@@ -28,12 +28,12 @@ from typing import Optional
 import torch
 
 from .. import _backend, _ext
+from .._checks import check_float_tensor as _check_float_tensor
 from .. import random as _random
 from . import _triton_loader
 
 __all__ = ["reparameterize_kl"]
 
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _REDUCTIONS = ("none", "sum", "mean")
 
 
@@ -175,17 +175,6 @@ def _fwd_op(backend: str):
 # ----------------------------------------------------------------------------
 # public API
 # ----------------------------------------------------------------------------
-def _check_float_tensor(name: str, t, dtype=None, device=None) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"{name} must be a floating tensor (float16, bfloat16, float32 or float64), got {t.dtype}")
-    if dtype is not None and t.dtype != dtype:
-        raise TypeError(f"{name} has dtype {t.dtype} but mu has dtype {dtype}; cast them to one dtype")
-    if device is not None and t.device != device:
-        raise ValueError(f"{name} is on {t.device} but mu is on {device}; put them on one device")
-
-
 def _prior_view(name: str, p, mu: torch.Tensor, R: int, D: int) -> torch.Tensor | None:
     if p is None:
         return None
