@@ -34,7 +34,14 @@ def load() -> bool:
         _error = err
         return False
     try:
-        from . import random_triton, reparam_triton  # noqa: F401
+        import importlib
+        import pkgutil
+
+        from . import __path__ as ops_path
+
+        # every gensample/ops/*_triton.py module registers its triton_ops on import
+        for mod in sorted(m.name for m in pkgutil.iter_modules(ops_path) if m.name.endswith("_triton")):
+            importlib.import_module(f"{__package__}.{mod}")
     except Exception as exc:  # pragma: no cover - depends on the install
         _error = f"gensample's triton kernels failed to import ({type(exc).__name__}: {exc})"
         return False
