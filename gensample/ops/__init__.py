@@ -2,6 +2,7 @@
 ``torch.library`` registration and the torch (reference) backend; the Triton kernels
 sit beside it in ``<op>_triton.py`` and the C++/CUDA kernels under ``csrc/``."""
 from . import random_ops
+from .gibbs import gaussian_half_step, gibbs_half_step, gibbs_sweeps
 from .reparam import reparameterize_kl
 
-__all__ = ["random_ops", "reparameterize_kl"]
+__all__ = ["random_ops", "reparameterize_kl", "gibbs_half_step", "gaussian_half_step", "gibbs_sweeps"]
