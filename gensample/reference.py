@@ -35,3 +35,126 @@ def reparameterize_kl_distributions(mu: torch.Tensor, logvar: torch.Tensor, vali
     q = Normal(mu, torch.exp(0.5 * logvar), validate_args=validate_args)
     p = Normal(torch.zeros_like(mu), torch.ones_like(mu), validate_args=validate_args)
     return q.rsample(), kl_divergence(q, p).sum(-1)
+
+
+# ----------------------------------------------------------------------------
+# Restricted Boltzmann machines: the textbook PyTorch code
+# ----------------------------------------------------------------------------
+# Conventions as in gensample.BernoulliRBM: weight W is (n_visible, n_hidden), visible
+# bias b (n_visible,), hidden bias c (n_hidden,). Most tutorials store W as
+# (n_hidden, n_visible) and call F.linear(v, W, c); F.linear(v, W.t(), c) is the same
+# product for our layout (a transposed view, no copy).
+
+RBM_VARIANTS = ("bernoulli", "rand_compare", "relu_sign")
+
+
+def bernoulli_textbook(p: torch.Tensor, variant: str = "bernoulli", generator: torch.Generator | None = None) -> torch.Tensor:
+    """Bernoulli(p) states the three ways found in the wild.
+
+    * ``"bernoulli"``: ``torch.bernoulli(p)`` (most tutorials, DsysDML/rbms);
+    * ``"rand_compare"``: ``(torch.rand_like(p) < p).to(p.dtype)`` (the fastest eager form);
+    * ``"relu_sign"``: ``torch.relu(torch.sign(p - torch.rand_like(p)))`` (older tutorials).
+    """
+    if variant == "bernoulli":
+        return torch.bernoulli(p, generator=generator)
+    u = torch.rand(p.shape, dtype=p.dtype, device=p.device, generator=generator)
+    if variant == "rand_compare":
+        return (u < p).to(p.dtype)
+    if variant == "relu_sign":
+        return torch.relu(torch.sign(p - u))
+    raise ValueError(f"variant must be one of {RBM_VARIANTS}, got {variant!r}")
+
+
+def rbm_prob_hidden_textbook(v, weight, hidden_bias, beta: float = 1.0):
+    """``p(h = 1 | v) = sigmoid(beta * (v W + c))``, as ``sigmoid(F.linear(v, W.t(), c))``."""
+    import torch.nn.functional as F
+
+    a = F.linear(v, weight.t(), hidden_bias)
+    return torch.sigmoid(a if beta == 1.0 else beta * a)
+
+
+def rbm_prob_visible_textbook(h, weight, visible_bias, beta: float = 1.0):
+    """``p(v = 1 | h) = sigmoid(beta * (h W^T + b))``, as ``sigmoid(F.linear(h, W, b))``."""
+    import torch.nn.functional as F
+
+    a = F.linear(h, weight, visible_bias)
+    return torch.sigmoid(a if beta == 1.0 else beta * a)
+
+
+def rbm_gibbs_textbook(v, weight, visible_bias, hidden_bias, k: int = 1, variant: str = "bernoulli",
+                       beta: float = 1.0, generator: torch.Generator | None = None):
+    """``k`` block-Gibbs sweeps ``v -> h -> v``, the eager loop every PyTorch RBM runs.
+
+    Same chain as ``gensample.ops.gibbs_sweeps``: ``h_0 ~ p(h|v_0)``, then for each sweep
+    ``v_s ~ p(v|h_{s-1})``, ``h_s ~ p(h|v_s)``. Returns ``(v_k, h_k, p(h=1|v_k))``.
+    """
+    ph = rbm_prob_hidden_textbook(v, weight, hidden_bias, beta)
+    h = bernoulli_textbook(ph, variant, generator)
+    for _ in range(k):
+        pv = rbm_prob_visible_textbook(h, weight, visible_bias, beta)
+        v = bernoulli_textbook(pv, variant, generator)
+        ph = rbm_prob_hidden_textbook(v, weight, hidden_bias, beta)
+        h = bernoulli_textbook(ph, variant, generator)
+    return v, h, ph
+
+
+def rbm_free_energy_textbook(v, weight, visible_bias, hidden_bias):
+    """``F(v) = -v.b - sum_j softplus(c_j + (v W)_j)`` per sample (the textbook loss term)."""
+    import torch.nn.functional as F
+
+    return -(v @ visible_bias) - F.softplus(F.linear(v, weight.t(), hidden_bias)).sum(-1)
+
+
+class TextbookRBM(torch.nn.Module):
+    """The RBM of the PyTorch tutorials: parameters, free energy, an eager Gibbs loop.
+
+    Trained with ``loss = (F(v_data) - F(v_model)).mean()`` and any ``torch.optim``
+    optimizer; the negative samples are detached. ``weight`` is (n_visible, n_hidden),
+    initialised N(0, init_std^2) from ``generator``; biases start at zero.
+    """
+
+    def __init__(self, n_visible: int, n_hidden: int, init_std: float = 0.01, generator=None,
+                 dtype=torch.float32, variant: str = "rand_compare"):
+        super().__init__()
+        w = torch.randn(n_visible, n_hidden, generator=generator, dtype=dtype) * init_std
+        self.weight = torch.nn.Parameter(w)
+        self.visible_bias = torch.nn.Parameter(torch.zeros(n_visible, dtype=dtype))
+        self.hidden_bias = torch.nn.Parameter(torch.zeros(n_hidden, dtype=dtype))
+        self.variant = variant
+
+    def free_energy(self, v):
+        return rbm_free_energy_textbook(v, self.weight, self.visible_bias, self.hidden_bias)
+
+    @torch.no_grad()
+    def gibbs(self, v, k: int = 1, generator=None):
+        return rbm_gibbs_textbook(v, self.weight, self.visible_bias, self.hidden_bias, k, self.variant,
+                                  generator=generator)[0]
+
+
+def rbm_train_textbook(model: TextbookRBM, data: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
+                       k: int = 1, persistent: bool = True, momentum: float = 0.0, weight_decay: float = 0.0,
+                       generator: torch.Generator | None = None, callback=None):
+    """Textbook (P)CD-k training: free-energy loss, ``torch.optim.SGD``, eager Gibbs loop.
+
+    PCD keeps ``batch_size`` persistent chains started from Bernoulli(0.5) noise; CD
+    restarts the chains at the data batch. Mini-batches come from a random permutation per
+    epoch. ``callback(epoch, model)`` runs after each epoch.
+    """
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    n = data.shape[0]
+    chains = (torch.rand(batch_size, data.shape[1], generator=generator, dtype=data.dtype) < 0.5).to(data.dtype)
+    for epoch in range(epochs):
+        perm = torch.randperm(n, generator=generator)
+        for s in range(0, n, batch_size):
+            v = data[perm[s:s + batch_size]]
+            start = chains[: v.shape[0]] if persistent else v
+            v_model = model.gibbs(start, k, generator=generator)
+            if persistent:
+                chains[: v.shape[0]] = v_model
+            loss = (model.free_energy(v) - model.free_energy(v_model)).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        if callback is not None:
+            callback(epoch, model)
+    return model

@@ -1,4 +1,5 @@
-"""Small reference models built on gensample's ops (used by the demo and tests)."""
+"""Reference models built on gensample's ops: a VAE (used by the demo) and RBMs."""
+from .rbm import BernoulliRBM, GaussianBernoulliRBM
 from .vae import VAE
 
-__all__ = ["VAE"]
+__all__ = ["BernoulliRBM", "GaussianBernoulliRBM", "VAE"]
