@@ -12,7 +12,8 @@ from ._backend import BACKENDS, BackendUnavailableError
 from ._ext import cpu_pool_stats, empty_cache
 from ._info import format_info, info
 from .ops import reparameterize_kl
-from . import nn, models  # noqa: E402
+from . import nn, models, ops, train  # noqa: E402
+from .models import BernoulliRBM, GaussianBernoulliRBM  # noqa: E402
 from .ops import _triton_loader as _tl  # noqa: E402
 
 _tl.preload()
@@ -20,6 +21,8 @@ del _tl
 
 __all__ = [
     "BACKENDS",
+    "BernoulliRBM",
+    "GaussianBernoulliRBM",
     "BackendUnavailableError",
     "cpu_pool_stats",
     "empty_cache",
@@ -27,6 +30,8 @@ __all__ = [
     "info",
     "models",
     "nn",
+    "ops",
     "random",
     "reparameterize_kl",
+    "train",
 ]

@@ -185,6 +185,12 @@ class _RBMBase(nn.Module):
     def _backend(self, backend):
         return backend if backend is not None else self.backend
 
+    def fit(self, data, **kwargs):
+        """Train with :func:`gensample.train.fit_rbm` (same keyword arguments); returns the trainer."""
+        from ..train import fit_rbm
+
+        return fit_rbm(self, data, **kwargs)
+
 
 class BernoulliRBM(_RBMBase):
     r"""Bernoulli-Bernoulli RBM with :math:`E(v, h) = -b^\top v - c^\top h - v^\top W h`.
