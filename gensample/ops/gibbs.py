@@ -190,8 +190,14 @@ def _op(name: str, backend: str):
 # ----------------------------------------------------------------------------
 # validation helpers
 # ----------------------------------------------------------------------------
+def _eager() -> bool:
+    # value checks read data (a host synchronization, a graph break under torch.compile):
+    # they run in eager mode only
+    return not torch.compiler.is_compiling()
+
+
 def _check_finite(name: str, t: torch.Tensor) -> None:
-    if not bool(torch.isfinite(t).all()):
+    if _eager() and not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t)).sum())
         raise ValueError(f"{name} must be finite, but {bad} of its {t.numel()} entries are NaN or infinite")
 
@@ -290,8 +296,8 @@ def _sigma_tensor(sigma, n_vis: int, dtype, device) -> torch.Tensor:
         _check_shape("sigma", sigma, (n_vis,), "one standard deviation per visible unit, or a scalar")
         s = _f32(sigma)
     else:
-        s = torch.full((n_vis,), _check_real("sigma", sigma), dtype=_F32, device=device)
-    if not bool((torch.isfinite(s) & (s > 0)).all()):
+        s = torch.full((n_vis,), _check_real("sigma", sigma, positive=True), dtype=_F32, device=device)
+    if _eager() and not bool((torch.isfinite(s) & (s > 0)).all()):
         raise ValueError("sigma must be finite and > 0 (every entry)")
     return s
 
@@ -387,7 +393,8 @@ def gibbs_sweeps(
         return_hidden_prob: also return :math:`p(h = 1 \mid v_k)`.
         check_binary: raise ``ValueError`` if ``v`` holds values other than 0 and 1 (one
             check per call). ``False`` skips the check; the first half-step then treats
-            ``v`` as real-valued (mean-field) input.
+            ``v`` as real-valued (mean-field) input (which must be finite). Value checks
+            (binary, finite) run in eager mode only, not inside ``torch.compile``.
         generator, backend: as in :func:`gibbs_half_step`.
 
     Returns:
@@ -409,12 +416,12 @@ def gibbs_sweeps(
     _check_finite("weight", weight)
     _check_finite("visible_bias", visible_bias)
     _check_finite("hidden_bias", hidden_bias)
-    if check_binary:
+    if check_binary and _eager():
         bad = int(((v != 0) & (v != 1)).sum())
         if bad:
             raise ValueError(f"v must be binary (0/1 values), but {bad} of its {v.numel()} entries are not 0 or 1; "
                              "pass check_binary=False to start from real-valued (mean-field) inputs")
-    else:
+    elif not check_binary:
         _check_finite("v", v)
     lead = v.shape[:-1]
     v2 = _f32(v.reshape(-1, n_vis))
