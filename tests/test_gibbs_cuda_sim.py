@@ -1,0 +1,230 @@
+"""The CUDA block Gibbs kernels' per-thread logic, run on the CPU over a simulated grid.
+
+No GPU here, so csrc/cuda/gibbs_cuda.cu cannot run; its per-thread programs live in
+csrc/include/gensample/kernels/gibbs_thread.h and tests/cuda_sim/gibbs_sim_driver.cpp
+(g++, AddressSanitizer on) runs them for every (blockIdx, threadIdx) of the launch the
+.cu launcher makes (same launch-configuration functions, SM count given). Checks:
+
+* fused epilogue (after the GEMM, which the test computes exactly: binary inputs, dyadic
+  weights) and persistent gibbs_sweeps kernel: bit-identical to the torch backend
+  (gensample.ops.gibbs, the spec) on the same stream, substreams included;
+* every output element written exactly once (outputs start as NaN), no store outside
+  the outputs, aligned vector accesses, no out-of-bounds read (ASan);
+* sweep kernel: each phase (load, half-step t) writes exactly its output layer in shared
+  memory, once per element, so no thread reads what another writes in the same phase;
+  shared memory stays within the 48 KiB the launcher requests.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+import gensample  # noqa: F401  (registers the torch backend ops)
+from gensample import random as R
+from gensample.ops import gibbs as _gibbs  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
+DRIVER = ROOT / "tests" / "cuda_sim" / "gibbs_sim_driver.cpp"
+CXX = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("g++")
+
+pytestmark = pytest.mark.skipif(CXX is None, reason="no C++ compiler (g++) found")
+
+ops = torch.ops.gensample
+H100_SMS = 132
+MASK64 = (1 << 64) - 1
+STRAY, MISALIGNED, VEC = 0, 1, 2
+EPI_STATS = ("blocks", "threads", "groups", "vec", "bad_config")
+SWEEP_STATS = ("fits", "cb", "blocks", "threads", "smem_bytes", "smem_bad", "bad_config")
+
+
+def _asan_supported() -> bool:
+    return subprocess.run([CXX, "-fsanitize=address", "-x", "c++", "-", "-o", os.devnull],
+                          input=b"int main(){}", capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    exe = tmp_path_factory.mktemp("gibbs_sim") / "gibbs_sim"
+    cmd = [CXX, "-std=c++17", "-O1", "-g", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror",
+           "-I", str(ROOT / "csrc" / "include")]
+    if _asan_supported():
+        cmd += ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
+    cmd += [str(DRIVER), "-o", str(exe)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, f"sim driver failed to compile:\n{' '.join(cmd)}\n{res.stderr[-8000:]}"
+    return exe
+
+
+def _i64(v: int) -> int:
+    v &= MASK64
+    return v - (1 << 64) if v >= (1 << 63) else v
+
+
+def _f32_word(x: float) -> int:
+    return struct.unpack("<I", struct.pack("<f", x))[0]
+
+
+def _run(exe, words, tensors, tmp_path):
+    inp, out = tmp_path / "in.bin", tmp_path / "out.bin"
+    with open(inp, "wb") as f:
+        f.write(struct.pack(f"<{len(words)}q", *[_i64(w) for w in words]))
+        for t in tensors:
+            f.write(t.to(torch.float32).contiguous().numpy().tobytes())
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0", UBSAN_OPTIONS="print_stacktrace=1")
+    res = subprocess.run([str(exe), str(inp), str(out)], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, f"gibbs_sim failed ({res.returncode}):\n{res.stderr[-8000:]}"
+    data = out.read_bytes()
+    pos = 0
+
+    def i64():
+        nonlocal pos
+        (v,) = struct.unpack_from("<q", data, pos)
+        pos += 8
+        return v
+
+    stats = [i64() for _ in range(i64())]
+    outs = []
+    while pos < len(data):
+        nb = i64()
+        vals = torch.frombuffer(bytearray(data[pos:pos + nb]), dtype=torch.float32) if nb else torch.zeros(0)
+        pos += nb
+        n = i64()
+        counts = torch.frombuffer(bytearray(data[pos:pos + 4 * n]), dtype=torch.int32) if n else torch.zeros(0)
+        pos += 4 * n
+        outs.append((vals, counts))
+    return stats, outs
+
+
+def _check_writes(stats, outs, names):
+    assert stats[STRAY] == 0, "store outside every output buffer"
+    assert stats[MISALIGNED] == 0, "misaligned vector access"
+    for name, (_, counts) in zip(names, outs):
+        bad = (counts != 1).nonzero().flatten()
+        assert bad.numel() == 0, (f"{name}: {bad.numel()} elements not written exactly once, e.g. index "
+                                  f"{bad[:8].tolist()} written {counts[bad[:8]].tolist()} times")
+
+
+def assert_bits_equal(name, got, ref):
+    got, ref = got.reshape(ref.shape), ref.contiguous()
+    diff = got.view(torch.int32) != ref.view(torch.int32)
+    assert not diff.any(), (f"{name}: {int(diff.sum())} of {diff.numel()} differ, first at "
+                            f"{diff.nonzero()[0].tolist()}: {got[diff][0].item()!r} vs {ref[diff][0].item()!r}")
+
+
+def dyadic(gen, *shape, scale=2.0):
+    m = int(scale * 64)
+    return torch.randint(-m, m + 1, shape, generator=gen).to(torch.float32) / 64
+
+
+def binary(gen, *shape):
+    return torch.randint(0, 2, shape, generator=gen).to(torch.float32)
+
+
+SEEDS = [(12345, 0), (2**63 + 0x5EED, 2**32 - 3), (0xFFFFFFFF, 2**64 - 2)]
+
+
+# ----------------------------------------------------------------------------
+# fused epilogue
+# ----------------------------------------------------------------------------
+EPI_CASES = [
+    # (B, N, sm_count, step, beta, shift)
+    (1, 1, H100_SMS, 0, 1.0, 0),
+    (1, 5, H100_SMS, 0, 1.0, 0),
+    (3, 7, H100_SMS, 3, 0.5, 0),
+    (5, 33, H100_SMS, 0, 1.0, 1),      # misaligned outputs: scalar path
+    (33, 17, 1, 2, 0.5, 0),            # one SM: several grid-stride rounds
+    (64, 32, H100_SMS, 1, 1.0, 0),
+    (70, 130, 2, 5, 0.0, 0),           # beta = 0: p = 1/2
+    (0, 9, H100_SMS, 0, 1.0, 0),
+]
+
+
+def _epilogue(sim, tmp_path, gauss, B, N, sms, step, beta, shift, seed_i=0):
+    gen = torch.Generator().manual_seed(B * 131 + N + step)
+    n_in = 11
+    x, w, bias = binary(gen, B, n_in), dyadic(gen, n_in, N), dyadic(gen, N)
+    acc = x @ w  # exact: binary x, dyadic w
+    seed_words = list(SEEDS[seed_i % len(SEEDS)])
+    seed = R.seed_pair(*seed_words)
+    blobs = [acc, bias]
+    if gauss:
+        sigma = torch.rand(N, generator=gen) + 0.25
+        nstd = (sigma.double() / 0.7**0.5).float()
+        blobs += [sigma, nstd]
+    words = [1 if gauss else 0, B, N, sms, step, _f32_word(beta), shift, *seed_words, 1]
+    stats, outs = _run(sim, words, blobs, tmp_path)
+    st = dict(zip(EPI_STATS, stats[3:]))
+    assert st["bad_config"] == 0 and st["threads"] == 256
+    assert st["vec"] == (shift == 0)
+    if B * N >= 4 and shift == 0:
+        assert stats[VEC] > 0, "aligned outputs should use vector access"
+    _check_writes(stats, outs, ["state", "prob"])
+    sub = R.substream(seed, step)
+    if gauss:
+        ref = ops.gaussian_half_step_torch(x, w.T.contiguous(), bias, sigma, nstd, sub)
+    else:
+        ref = ops.gibbs_half_step_torch(x, w, bias, sub, beta, False)
+    assert_bits_equal("state" if not gauss else "v", outs[0][0], ref[0])
+    assert_bits_equal("prob" if not gauss else "mean", outs[1][0], ref[1])
+
+
+@pytest.mark.parametrize("case", EPI_CASES, ids=lambda c: "B{}-N{}-sm{}-t{}-b{}-sh{}".format(*c))
+def test_bernoulli_epilogue(sim, tmp_path, case):
+    _epilogue(sim, tmp_path, False, *case, seed_i=case[0])
+
+
+@pytest.mark.parametrize("case", EPI_CASES[1:6], ids=lambda c: "B{}-N{}-sm{}-t{}-sh{}".format(*c[:4], c[5]))
+def test_gaussian_epilogue(sim, tmp_path, case):
+    _epilogue(sim, tmp_path, True, *case, seed_i=case[1])
+
+
+# ----------------------------------------------------------------------------
+# persistent gibbs_sweeps kernel
+# ----------------------------------------------------------------------------
+SWEEP_CASES = [
+    # (B, n_visible, n_hidden, sm_count)
+    (1, 5, 7, H100_SMS),
+    (5, 33, 20, H100_SMS),
+    (33, 12, 16, H100_SMS),     # 8 chains per block: 5 blocks, the last one partial
+    (70, 64, 32, 1),            # digits size, one SM: 35 chains per block
+    (20, 100, 90, H100_SMS),    # W takes most of the 48 KiB (room for 16 chains)
+    (9, 3, 1, 2),
+]
+
+
+def _sweeps(sim, tmp_path, B, nv, nh, sms, k, beta, seed_i):
+    gen = torch.Generator().manual_seed(B * 1000 + nv * 10 + nh + k)
+    w, vb, hb, v0 = dyadic(gen, nv, nh), dyadic(gen, nv), dyadic(gen, nh), binary(gen, B, nv)
+    seed_words = list(SEEDS[seed_i % len(SEEDS)])
+    words = [2, B, nv, nh, k, _f32_word(beta), sms, *seed_words, 1]
+    stats, outs = _run(sim, words, [v0, w, vb, hb], tmp_path)
+    st = dict(zip(SWEEP_STATS, stats[3:]))
+    return st, stats, outs, (v0, w, vb, hb, R.seed_pair(*seed_words))
+
+
+@pytest.mark.parametrize("case", SWEEP_CASES, ids=lambda c: "B{}-{}x{}-sm{}".format(*c))
+def test_sweeps_kernel(sim, tmp_path, case):
+    B, nv, nh, sms = case
+    for k, beta in ((0, 1.0), (1, 0.5), (3, 1.0)):
+        st, stats, outs, (v0, w, vb, hb, seed) = _sweeps(sim, tmp_path, B, nv, nh, sms, k, beta, B + nv)
+        assert st["fits"] == 1 and st["bad_config"] == 0 and st["threads"] == 256
+        assert 8 <= st["cb"] <= 64 and st["smem_bytes"] <= 48 * 1024
+        assert st["smem_bad"] == 0, "a phase wrote shared memory outside its output layer (or twice)"
+        _check_writes(stats, outs, ["v", "h", "h_prob"])
+        ref = ops.gibbs_sweeps_torch(v0, w, vb, hb, seed, k, beta)
+        for name, (got, _), r in zip(("v", "h", "h_prob"), outs, ref):
+            assert_bits_equal(f"{name} (k={k}, beta={beta})", got, r)
+
+
+def test_sweep_launch_falls_back_for_large_layers(sim, tmp_path):
+    """784x500 (and anything whose W leaves no room for 8 chains) takes the GEMM loop."""
+    st, *_ = _sweeps(sim, tmp_path, 4, 120, 100, H100_SMS, 1, 1.0, 0)
+    assert st["fits"] == 0 and st["blocks"] == 0
+    st, *_ = _sweeps(sim, tmp_path, 0, 5, 7, H100_SMS, 1, 1.0, 0)
+    assert st["fits"] == 0  # no chains: nothing to launch
