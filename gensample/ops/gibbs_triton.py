@@ -262,11 +262,15 @@ def persistent_fits(n_visible: int, n_hidden: int) -> bool:
 
 
 def _sweeps_config(B: int, nv_p: int, nh_p: int) -> tuple[int, int]:
-    """(BLOCK_B, num_warps) of the persistent kernel: 32 chains per program for layers up
-    to 2048 padded weights (64x32 at batch 4096: 128 programs, one wave on an H100; about
-    225 registers on 8 warps, no spills), 16 above (64x128: about 105 registers on 8
-    warps; 32 chains would spill)."""
-    return (32 if nv_p * nh_p <= 2048 and B > 16 else 16), 8
+    """(BLOCK_B, num_warps) of the persistent kernel, from ptxas -v for sm_90 (no spills in
+    the variants tests/test_gibbs_triton.py compiles): 32 chains per program on 8 warps
+    for layers up to 2048 padded weights (64x32 at batch 4096: 128 programs, one wave on
+    an H100; about 180-225 registers), else 16 chains on 8 warps when n_hidden is the wider
+    layer (64x128: 80-105 registers) and on 16 warps otherwise (128x64: 65-90 registers;
+    8 warps spill there)."""
+    if nv_p * nh_p <= 2048:
+        return (32 if B > 16 else 16), 8
+    return 16, (8 if nh_p >= nv_p else 16)
 
 
 # --- checks -------------------------------------------------------------------------------

@@ -1,0 +1,337 @@
+"""Triton RBM kernels (gensample/ops/gibbs_triton.py) through the interpreter on CPU tensors.
+
+* the Triton sigmoid equals the torch spec ``sigmoid_f32`` bit for bit on a dense grid;
+* with binary inputs and dyadic weights/biases (multiples of 2^-6, |w| <= 2) every GEMM
+  is exact in any summation order, so states and probabilities of the half-steps and of
+  ``gibbs_sweeps`` (persistent and looped paths, k = 0, 1, 2) equal the torch backend's
+  bit for bit, for awkward shapes (masks, row phases n_out % 4 != 0, several tiles);
+* the Gaussian half-step (normal stream) is exact too;
+* every kernel variant compiles for sm_90 without register spills, with fused
+  multiply-adds only in the GEMM (the epilogue stays explicitly rounded even with FP
+  fusion on, as under torch.compile).
+"""
+import os
+
+# Must be set before triton (and therefore gensample) is imported.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pathlib  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+pytest.importorskip("triton")
+
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
+
+import gensample  # noqa: E402,F401
+from gensample import random as R  # noqa: E402
+from gensample.ops import _triton_loader  # noqa: E402
+from gensample.ops import gibbs as gibbs_ops  # noqa: E402
+
+if os.environ.get("TRITON_INTERPRET") != "1":  # pragma: no cover
+    pytest.skip("these tests run the Triton kernels on CPU tensors (TRITON_INTERPRET=1)", allow_module_level=True)
+if not _triton_loader.load():  # pragma: no cover
+    pytest.skip(f"triton kernels unavailable: {_triton_loader._error}", allow_module_level=True)
+
+from gensample.ops import gibbs_triton as gt  # noqa: E402
+
+ops = torch.ops.gensample
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def bits(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous().view(torch.int32)
+
+
+def assert_bits_equal(name, got, ref):
+    assert got.shape == ref.shape, f"{name}: shape {tuple(got.shape)} != {tuple(ref.shape)}"
+    diff = bits(got) != bits(ref)
+    assert not diff.any(), (f"{name}: {int(diff.sum())} of {diff.numel()} elements differ, first at "
+                            f"{diff.nonzero()[0].tolist()}: {got[diff][0].item()!r} vs {ref[diff][0].item()!r}")
+
+
+def dyadic(gen, *shape, scale=2.0):
+    """Multiples of 2^-6 in [-scale, scale]: products with 0/1 inputs and their sums are exact."""
+    m = int(scale * 64)
+    return torch.randint(-m, m + 1, shape, generator=gen).to(torch.float32) / 64
+
+
+def binary(gen, *shape):
+    return torch.randint(0, 2, shape, generator=gen).to(torch.float32)
+
+
+SEEDS = [(12345, 0), (2**63 + 0x5EED, 2**32 - 3), (0xFFFFFFFF, 2**64 - 2)]  # high bit; counters cross 2^32; wrap
+
+
+# ----------------------------------------------------------------------------------
+# sigmoid
+# ----------------------------------------------------------------------------------
+@triton.jit
+def _sigmoid_kernel(a_ptr, p_ptr, n, BLOCK: tl.constexpr):
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    a = tl.load(a_ptr + i, mask=i < n, other=0.0)
+    tl.store(p_ptr + i, gt.sigmoid_f32(a), mask=i < n)
+
+
+def test_sigmoid_bit_exact():
+    gen = torch.Generator().manual_seed(1)
+    a = torch.cat([
+        torch.linspace(-100.0, 100.0, 20001),
+        torch.randn(20000, generator=gen) * 8,
+        torch.randn(4000, generator=gen) * 1e-3,
+        torch.tensor([0.0, -0.0, 87.0, -87.0, 86.99999, -86.99999, 87.00001, -87.00001, 1e-30, -1e-30,
+                      3.4e38, -3.4e38, float("inf"), float("-inf"), 0.5, -0.5, 88.7, -88.7]),
+    ]).to(torch.float32)
+    p = torch.empty_like(a)
+    _sigmoid_kernel[(triton.cdiv(a.numel(), 4096),)](a, p, a.numel(), BLOCK=4096)
+    assert_bits_equal("sigmoid", p, gibbs_ops.sigmoid_f32(a))
+    assert (p - torch.sigmoid(a.double()).float()).abs().max() < 1e-6  # and it is a sigmoid
+
+
+# ----------------------------------------------------------------------------------
+# Bernoulli half-step
+# ----------------------------------------------------------------------------------
+# (B, n_visible, n_hidden): single rows, row phases 1..3, several tiles in both output dims.
+HALF_SHAPES = [(1, 5, 7), (5, 33, 20), (33, 70, 17), (70, 16, 130), (3, 1, 1)]
+
+
+@pytest.mark.parametrize("shape", HALF_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("transpose", [False, True], ids=["v2h", "h2v"])
+@pytest.mark.parametrize("beta", [1.0, 0.5])
+def test_half_step_bit_exact(shape, transpose, beta):
+    B, nv, nh = shape
+    gen = torch.Generator().manual_seed(B * 1000 + nv * 10 + nh + int(transpose))
+    n_in, n_out = (nh, nv) if transpose else (nv, nh)
+    w = dyadic(gen, nv, nh)
+    b = dyadic(gen, n_out)
+    x = binary(gen, B, n_in)
+    seed = R.seed_pair(*SEEDS[(B + nv) % len(SEEDS)])
+    s1, p1 = ops.gibbs_half_step_triton(x, w, b, seed, beta, transpose)
+    s2, p2 = ops.gibbs_half_step_torch(x, w, b, seed, beta, transpose)
+    assert_bits_equal("prob", p1, p2)
+    assert_bits_equal("state", s1, s2)
+    assert set(s1.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_half_step_mean_field_and_beta0():
+    """Real-valued (dyadic) inputs are exact too; beta = 0 gives p = 1/2 everywhere."""
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randint(0, 5, (9, 21), generator=gen).to(torch.float32) / 4
+    w, b = dyadic(gen, 21, 11), dyadic(gen, 11)
+    seed = R.seed_pair(77, 3)
+    for beta in (1.0, 0.0):
+        s1, p1 = ops.gibbs_half_step_triton(x, w, b, seed, beta, False)
+        s2, p2 = ops.gibbs_half_step_torch(x, w, b, seed, beta, False)
+        assert_bits_equal("prob", p1, p2)
+        assert_bits_equal("state", s1, s2)
+    assert (p1 == 0.5).all()
+
+
+def test_half_step_float_weights():
+    """Random float weights: the GEMMs round differently (numpy's vs ATen's summation
+    order), so probabilities agree to a few ulp and a state may differ only where the
+    uniform u (24-bit grid) falls between the two probabilities: chance about
+    (few ulp of p) per element, below 1e-6 here, so the bound 1e-4 fails with
+    probability far below 1e-3 while still catching any systematic error (a wrong
+    stream element flips about half the states)."""
+    gen = torch.Generator().manual_seed(3)
+    x = binary(gen, 33, 70)
+    w, b = torch.randn(70, 45, generator=gen) * 0.3, torch.randn(45, generator=gen)
+    seed = R.seed_pair(5, 9)
+    s1, p1 = ops.gibbs_half_step_triton(x, w, b, seed, 1.0, False)
+    s2, p2 = ops.gibbs_half_step_torch(x, w, b, seed, 1.0, False)
+    assert (p1 - p2).abs().max() < 1e-6
+    assert (s1 != s2).float().mean() < 1e-4
+
+
+def test_half_step_empty():
+    gen = torch.Generator().manual_seed(0)
+    w, seed = dyadic(gen, 4, 6), R.seed_pair(1)
+    s, p = ops.gibbs_half_step_triton(torch.zeros(0, 4), w, dyadic(gen, 6), seed, 1.0, False)
+    assert s.shape == p.shape == (0, 6)
+    b = dyadic(gen, 6)
+    s, p = ops.gibbs_half_step_triton(torch.zeros(3, 0), torch.zeros(0, 6), b, seed, 1.0, False)
+    s2, p2 = ops.gibbs_half_step_torch(torch.zeros(3, 0), torch.zeros(0, 6), b, seed, 1.0, False)
+    assert_bits_equal("prob (no inputs)", p, p2)
+    assert_bits_equal("state (no inputs)", s, s2)
+
+
+# ----------------------------------------------------------------------------------
+# Gaussian half-step
+# ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(1, 5, 7), (5, 33, 20), (33, 70, 17), (40, 36, 3)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_gaussian_half_step_bit_exact(shape):
+    B, nv, nh = shape
+    gen = torch.Generator().manual_seed(B + nv + nh)
+    w, b, h = dyadic(gen, nv, nh), dyadic(gen, nv), binary(gen, B, nh)
+    sigma = torch.rand(nv, generator=gen) + 0.25
+    noise_std = (sigma.double() / 0.5**0.5).float()  # beta = 0.5
+    seed = R.seed_pair(*SEEDS[B % len(SEEDS)])
+    v1, m1 = ops.gaussian_half_step_triton(h, w, b, sigma, noise_std, seed)
+    v2, m2 = ops.gaussian_half_step_torch(h, w, b, sigma, noise_std, seed)
+    assert_bits_equal("mean", m1, m2)
+    assert_bits_equal("v", v1, v2)
+
+
+# ----------------------------------------------------------------------------------
+# gibbs_sweeps: persistent and looped paths
+# ----------------------------------------------------------------------------------
+SWEEP_SHAPES = [(1, 5, 7), (5, 33, 20), (33, 12, 16), (33, 70, 17)]
+
+
+@pytest.mark.parametrize("shape", SWEEP_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("persistent", [True, False], ids=["persistent", "looped"])
+def test_sweeps_bit_exact(shape, persistent):
+    B, nv, nh = shape
+    gen = torch.Generator().manual_seed(B * 7 + nv + nh)
+    w, vb, hb = dyadic(gen, nv, nh), dyadic(gen, nv), dyadic(gen, nh)
+    v0 = binary(gen, B, nv)
+    seed = R.seed_pair(*SEEDS[nv % len(SEEDS)])
+    assert gt.persistent_fits(nv, nh)
+    for k, beta in ((0, 1.0), (1, 0.5), (2, 1.0)):
+        got = gt._gibbs_sweeps(v0, w, vb, hb, seed, k, beta, persistent=persistent)
+        ref = ops.gibbs_sweeps_torch(v0, w, vb, hb, seed, k, beta)
+        for name, a, r in zip(("v", "h", "h_prob"), got, ref):
+            assert_bits_equal(f"{name} (k={k}, beta={beta})", a, r)
+        assert got[0].data_ptr() != v0.data_ptr()  # a new tensor even for k = 0
+
+
+def test_sweeps_op_picks_looped_path_for_large_layers():
+    gen = torch.Generator().manual_seed(11)
+    nv, nh = 70, 130  # padded 128 x 256 > PERSISTENT_MAX_W
+    assert not gt.persistent_fits(nv, nh) and gt.persistent_fits(64, 128)
+    w, vb, hb = dyadic(gen, nv, nh, scale=0.5), dyadic(gen, nv), dyadic(gen, nh)
+    v0 = binary(gen, 6, nv)
+    seed = R.seed_pair(3, 2**32 - 1)
+    got = ops.gibbs_sweeps_triton(v0, w, vb, hb, seed, 2, 1.0)
+    ref = ops.gibbs_sweeps_torch(v0, w, vb, hb, seed, 2, 1.0)
+    for name, a, r in zip(("v", "h", "h_prob"), got, ref):
+        assert_bits_equal(name, a, r)
+
+
+def test_public_api_triton_matches_torch():
+    gen = torch.Generator().manual_seed(5)
+    w, vb, hb = dyadic(gen, 9, 6), dyadic(gen, 9), dyadic(gen, 6)
+    v0 = binary(gen, 2, 3, 9)
+    outs = {}
+    for backend in ("triton", "torch"):
+        g = torch.Generator().manual_seed(42)
+        outs[backend] = (
+            gensample.ops.gibbs_half_step(v0, w, hb, beta=0.5, return_prob=True, generator=g, backend=backend),
+            gensample.ops.gibbs_sweeps(v0.double(), w.double(), vb.double(), hb.double(), k=3,
+                                       return_hidden_prob=True, generator=g, backend=backend),
+            gensample.ops.gaussian_half_step(v0[..., :6], w, vb, sigma=0.5, beta=2.0, return_mean=True,
+                                             generator=g, backend=backend),
+        )
+    for a, r in zip(torch.utils._pytree.tree_leaves(outs["triton"]), torch.utils._pytree.tree_leaves(outs["torch"])):
+        assert a.dtype == r.dtype and torch.equal(a, r)
+
+
+def test_bad_inputs():
+    w, b, x = torch.zeros(4, 6), torch.zeros(6), torch.zeros(2, 4)
+    seed = R.seed_pair(1)
+    with pytest.raises(ValueError, match="seed"):
+        ops.gibbs_half_step_triton(x, w, b, seed.to(torch.int32), 1.0, False)
+    with pytest.raises(ValueError, match="bias"):
+        ops.gibbs_half_step_triton(x, w, torch.zeros(4), seed, 1.0, False)
+    with pytest.raises(ValueError, match="x"):
+        ops.gibbs_half_step_triton(x, w, b, seed, 1.0, True)
+    with pytest.raises(TypeError, match="weight"):
+        ops.gibbs_half_step_triton(x, w.double(), b, seed, 1.0, False)
+    with pytest.raises(ValueError, match="k"):
+        ops.gibbs_sweeps_triton(x, w, torch.zeros(4), b, seed, -1, 1.0)
+    with pytest.raises(ValueError, match="noise_std"):
+        ops.gaussian_half_step_triton(torch.zeros(2, 6), w, torch.zeros(4), torch.ones(4), torch.ones(5), seed)
+
+
+# ----------------------------------------------------------------------------------
+# GPU compilation for sm_90 (no GPU needed)
+# ----------------------------------------------------------------------------------
+_COMPILE_SCRIPT = textwrap.dedent(r"""
+    import re, subprocess, sys, tempfile, warnings
+    warnings.filterwarnings("ignore")
+    sys.path.insert(0, sys.argv[1])
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.backends.nvidia.compiler import get_ptxas
+    from triton.compiler import ASTSource
+    from gensample.ops import gibbs_triton as gt
+    T = GPUTarget("cuda", 90, 32)
+    PTXAS = get_ptxas(90).path
+
+    def build(fn, consts, warps):
+        types = {"seed_ptr": "*i64", "beta": "fp32"}
+        sig = {n: ("constexpr" if n in consts else types.get(n, "*fp32" if n.endswith("_ptr") else "i32"))
+               for n in fn.arg_names}
+        # FP fusion on: what torch.compile uses; the epilogue must stay FMA-free anyway.
+        c = triton.compile(ASTSource(fn, signature=sig, constexprs=consts), target=T,
+                           options={"num_warps": warps, "enable_fp_fusion": True})
+        ptx = c.asm["ptx"]
+        body = [l.split()[0] for l in ptx.splitlines() if l.startswith("\t") and l.strip()]
+        d = tempfile.mkdtemp()
+        with open(d + "/k.ptx", "w") as f:
+            f.write(ptx)
+        r = subprocess.run([PTXAS, "-v", "-arch=sm_90a", d + "/k.ptx", "-o", d + "/k.o"], capture_output=True,
+                           text=True)
+        log = r.stdout + r.stderr
+        spills = re.findall(r"(\d+) bytes spill stores", log)
+        assert r.returncode == 0 and spills, log[-2000:]
+        name = f"{fn.__name__}{consts}"
+        assert all(s == "0" for s in spills), f"{name}: register spills\n{log[-2000:]}"
+        return body, name
+
+    def fmas(body):
+        return sum(op.startswith("fma") for op in body)
+
+    FULL = sys.argv[2] == "full"
+    bm, bn, bw = gt._BERN_TILE
+    gm, gn, gw = gt._GAUSS_TILE
+    half_variants = [(False, False), (True, False)] + ([(False, True), (True, True)] if FULL else [])
+    for gauss, phase0 in half_variants:
+        m, n, w = (gm, gn, gw) if gauss else (bm, bn, bw)
+        body, name = build(gt._half_step_kernel, dict(GAUSS=gauss, STORE_AUX=True, PHASE0=phase0, BLOCK_M=m,
+                                                      BLOCK_N=n, BLOCK_K=gt._BLOCK_K), w)
+        # the fp32 "ieee" dot: one FMA per (output, k) per thread; nothing else fused
+        assert fmas(body) == m * n * gt._BLOCK_K // (32 * w), (name, fmas(body))
+        if not gauss:
+            assert sum(op.startswith("div.rn") for op in body) == m * n // (32 * w), name
+    sweep_variants = [(64, 32, False)]
+    if FULL:
+        sweep_variants += [(64, 32, True), (16, 16, False), (64, 128, False), (64, 128, True), (128, 64, False),
+                           (128, 64, True)]
+    for nv_p, nh_p, phase0 in sweep_variants:
+        bb, w = gt._sweeps_config(4096, nv_p, nh_p)
+        body, name = build(gt._sweeps_kernel, dict(PHASE0_V=phase0, PHASE0_H=phase0, BLOCK_B=bb, NV_P=nv_p,
+                                                   NH_P=nh_p), w)
+        assert fmas(body) == 3 * bb * nv_p * nh_p // (32 * w), (name, fmas(body))
+    print("OK")
+""")
+
+_HAS_NVIDIA_BACKEND = (pathlib.Path(triton.__file__).parent / "backends/nvidia/bin/ptxas").exists()
+
+
+def _compile_check(mode: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_DEFAULT_FP_FUSION"] = "1"
+    r = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT, str(ROOT), mode], capture_output=True, text=True,
+                       env=env, timeout=900)
+    assert r.returncode == 0 and "OK" in r.stdout, r.stdout[-3000:] + r.stderr[-5000:]
+
+
+@pytest.mark.skipif(not _HAS_NVIDIA_BACKEND, reason="triton's NVIDIA backend (ptxas) is not installed")
+def test_kernels_compile_for_sm90():
+    """The row-phase (gather) variants of the half-steps and the digits-size persistent kernel."""
+    _compile_check("quick")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _HAS_NVIDIA_BACKEND, reason="triton's NVIDIA backend (ptxas) is not installed")
+@pytest.mark.skipif(os.environ.get("GENSAMPLE_SLOW_TESTS") != "1", reason="about 1-2 min; GENSAMPLE_SLOW_TESTS=1 runs it")
+def test_kernels_compile_for_sm90_all_variants():
+    _compile_check("full")
