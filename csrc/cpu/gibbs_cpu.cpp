@@ -29,6 +29,9 @@
 
 #include "cpu_kernels.h"
 #include "gensample/gibbs.h"
+#if defined(GS_CPU_AVX2_PATH)
+#include <immintrin.h>
+#endif
 
 namespace gensample {
 namespace cpu {
@@ -44,20 +47,119 @@ constexpr const char* kOp = "gensample (cpu): ";
 using vec = VecOf<float>::vec;
 using uvec = VecOf<float>::uvec;
 
-// ---------------------------------------------------------------------------
-// Per-row epilogues (compiled per ISA below). acc may alias prob.
+using ivec = VecOf<float>::ivec;
+typedef int32_t uivec __attribute__((vector_size(32), aligned(4), may_alias));
 
-// prob[j] = sigmoid(beta (acc[j] + bias[j])), state[j] = u[j] < prob[j].
-GS_ALWAYS_INLINE void bernoulli_row_impl(const float* acc, const float* GS_RESTRICT bias, float beta,
-                                         const float* GS_RESTRICT u, float* GS_RESTRICT state, float* prob,
-                                         int64_t n) {
-#pragma GCC ivdep
-  for (int64_t j = 0; j < n; ++j) {
-    float s, p;
-    gibbs::bernoulli_epilogue(acc[j], bias[j], beta, u[j], s, p);
-    prob[j] = p;
-    state[j] = s;
+#define GS_EACH(i) _Pragma("GCC unroll 8") for (int i = 0; i < N; ++i)
+
+// gs_sigmoid (gensample/gibbs.h) on N vectors of 8 at once, operation for operation
+// (no FMA: -ffp-contract=off). floor(q) for |q| < 2^23 is the truncation minus one
+// where the truncation lies above q: exact, as std::floor.
+template <int N>
+GS_ALWAYS_INLINE void sigmoid_vec(const vec* a, vec* p) {
+  const vec lo = VecOf<float>::splat(-87.0f), hi = VecOf<float>::splat(87.0f);
+  const vec one = VecOf<float>::splat(1.0f);
+  vec t[N], fx[N], r[N], y[N];
+  ivec n[N];
+  GS_EACH(i) {
+    t[i] = -a[i];
+    t[i] = t[i] < lo ? lo : t[i];
+    t[i] = t[i] > hi ? hi : t[i];
   }
+  GS_EACH(i) {
+    const vec q = t[i] * 1.44269504088896341f + 0.5f;
+    const vec tr = __builtin_convertvector(__builtin_convertvector(q, ivec), vec);
+    fx[i] = tr > q ? tr - one : tr;
+    n[i] = __builtin_convertvector(fx[i], ivec);
+  }
+  GS_EACH(i) r[i] = (t[i] - fx[i] * 0.693359375f) - fx[i] * -2.12194440e-4f;
+  GS_EACH(i) y[i] = r[i] * 1.9875691500e-4f + 1.3981999507e-3f;
+  GS_EACH(i) y[i] = y[i] * r[i] + 8.3334519073e-3f;
+  GS_EACH(i) y[i] = y[i] * r[i] + 4.1665795894e-2f;
+  GS_EACH(i) y[i] = y[i] * r[i] + 1.6666665459e-1f;
+  GS_EACH(i) y[i] = y[i] * r[i] + 5.0000001201e-1f;
+  GS_EACH(i) {
+    const vec z = r[i] * r[i];
+    vec e = ((y[i] * z) + r[i]) + one;
+    e = e * __builtin_bit_cast(vec, (n[i] + 127) << 23);
+    p[i] = one / (one + e);
+  }
+}
+
+#if defined(GS_CPU_AVX2_PATH)
+// Byte k of kCompactLut[m] is the position of the k-th set bit of m.
+struct CompactLut {
+  uint64_t v[256];
+  constexpr CompactLut() : v() {
+    for (int m = 0; m < 256; ++m) {
+      uint64_t x = 0;
+      int c = 0;
+      for (int b = 0; b < 8; ++b)
+        if (m & (1 << b)) x |= static_cast<uint64_t>(b) << (8 * c++);
+      v[m] = x;
+    }
+  }
+};
+constexpr CompactLut kCompactLut{};
+#endif
+
+// Appends j0 + lane for the set lanes of the 8-lane mask m (all ones / zeros) to idx
+// at position c; idx needs 8 entries of slack. Returns the new count.
+#if defined(GS_CPU_AVX2_PATH)
+GS_TARGET_AVX2 inline int32_t compact8_avx2(ivec m, int32_t j0, int32_t* idx, int32_t c) {
+  const __m256i mi = __builtin_bit_cast(__m256i, m);
+  const int bits = _mm256_movemask_ps(_mm256_castsi256_ps(mi));
+  const __m256i lanes = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(kCompactLut.v[bits])));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + c), _mm256_add_epi32(lanes, _mm256_set1_epi32(j0)));
+  return c + __builtin_popcount(static_cast<unsigned>(bits));
+}
+#endif
+
+template <bool kAvx2>
+inline int32_t compact8(ivec m, int32_t j0, int32_t* idx, int32_t c) {
+#if defined(GS_CPU_AVX2_PATH)
+  if constexpr (kAvx2) return compact8_avx2(m, j0, idx, c);
+#endif
+  for (int l = 0; l < 8; ++l) {
+    idx[c] = j0 + l;
+    c += m[l] != 0 ? 1 : 0;
+  }
+  return c;
+}
+
+// Bernoulli epilogue of n elements of one row (columns j0 .. j0 + n of the layer):
+// prob = sigmoid(beta (acc + bias)), state = u < prob; with kCompact, appends the
+// columns that fired to idx from position c and returns the new count. acc may alias
+// prob. 16 elements per step (two independent vectors), then the scalar header.
+template <bool kAvx2, bool kProb, bool kCompact>
+inline int32_t bernoulli_seg_impl(const float* acc, const float* GS_RESTRICT bias, float beta,
+                                            const float* GS_RESTRICT u, float* GS_RESTRICT state, float* prob,
+                                            int64_t n, int32_t j0, int32_t* GS_RESTRICT idx, int32_t c) {
+  constexpr int N = 2;
+  const vec one = VecOf<float>::splat(1.0f), zero = VecOf<float>::splat(0.0f);
+  int64_t j = 0;
+  for (; j + 8 * N <= n; j += 8 * N) {
+    vec a[N], p[N];
+    GS_EACH(i) a[i] = (VecOf<float>::load_f32(acc + j + 8 * i) + VecOf<float>::load_f32(bias + j + 8 * i)) * beta;
+    sigmoid_vec<N>(a, p);
+    GS_EACH(i) {
+      const ivec m = VecOf<float>::load_f32(u + j + 8 * i) < p[i];
+      if (kProb) *reinterpret_cast<uvec*>(prob + j + 8 * i) = p[i];
+      *reinterpret_cast<uvec*>(state + j + 8 * i) = m ? one : zero;
+      if (kCompact) c = compact8<kAvx2>(m, j0 + static_cast<int32_t>(j + 8 * i), idx, c);
+    }
+  }
+  for (; j < n; ++j) {
+    float sv, pv;
+    gibbs::bernoulli_epilogue(acc[j], bias[j], beta, u[j], sv, pv);
+    if (kProb) prob[j] = pv;
+    state[j] = sv;
+    if (kCompact) {
+      idx[c] = j0 + static_cast<int32_t>(j);
+      c += sv != 0.0f ? 1 : 0;
+    }
+  }
+  return c;
 }
 
 // v[j] = bias + sigma * acc + noise_std * eps; mean[j] = bias + sigma * acc. acc may alias mean.
@@ -73,25 +175,41 @@ GS_ALWAYS_INLINE void gaussian_row_impl(const float* acc, const float* GS_RESTRI
   }
 }
 
-// Indices j with state[j] != 0, in increasing order; returns their count.
-GS_ALWAYS_INLINE int32_t compact_impl(const float* GS_RESTRICT state, int64_t n, int32_t* GS_RESTRICT idx) {
+// Indices of the nonzero entries of x[0 .. n) (to idx, 8 entries of slack); returns
+// their count, or -1 - count if some entry is neither 0 nor 1.
+template <bool kAvx2>
+inline int32_t compact_input_impl(const float* GS_RESTRICT x, int64_t n, int32_t* GS_RESTRICT idx) {
   int32_t c = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    idx[c] = static_cast<int32_t>(j);
-    c += state[j] != 0.0f ? 1 : 0;
+  const vec zero = VecOf<float>::splat(0.0f), one = VecOf<float>::splat(1.0f);
+  ivec other = VecOf<float>::splat_i(0);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const vec v = VecOf<float>::load_f32(x + j);
+    other |= (v != zero) & (v != one);
+    c = compact8<kAvx2>(v != zero, static_cast<int32_t>(j), idx, c);
   }
-  return c;
+  bool binary = true;
+  for (int l = 0; l < 8; ++l) binary = binary && other[l] == 0;
+  for (; j < n; ++j) {
+    binary = binary && (x[j] == 0.0f || x[j] == 1.0f);
+    idx[c] = static_cast<int32_t>(j);
+    c += x[j] != 0.0f ? 1 : 0;
+  }
+  return binary ? c : -1 - c;
 }
 
-// out[0 .. 8 NV) = sum of the rows W + idx[q] * ldw (q < n), 8 NV columns. Two
+// out[0 .. 8 NV) (+)= sum of the rows W + idx[q] * ldw, q < n (8 NV columns). Two
 // accumulator sets (even / odd list positions) give independent add chains.
-template <int NV>
+template <int NV, bool kAcc>
 GS_ALWAYS_INLINE void sum_rows_impl(const float* GS_RESTRICT W, int64_t ldw, const int32_t* GS_RESTRICT idx,
                                     int32_t n, float* GS_RESTRICT out) {
   vec a[NV], b[NV];
   const vec zero = VecOf<float>::splat(0.0f);
 #pragma GCC unroll 8
-  for (int v = 0; v < NV; ++v) a[v] = b[v] = zero;
+  for (int v = 0; v < NV; ++v) {
+    a[v] = kAcc ? *reinterpret_cast<const uvec*>(out + 8 * v) : zero;
+    b[v] = zero;
+  }
   int32_t q = 0;
   for (; q + 1 < n; q += 2) {
     const float* r0 = W + static_cast<int64_t>(idx[q]) * ldw;
@@ -129,82 +247,111 @@ GS_ALWAYS_INLINE void axpy_rows_impl(const float* GS_RESTRICT W, int64_t ldw, co
   for (int v = 0; v < NV; ++v) *reinterpret_cast<uvec*>(out + 8 * v) = a[v];
 }
 
-// Row sums over a whole padded row (ld multiple of 8), tiles of 64 columns.
-template <bool kBinary>
-GS_ALWAYS_INLINE void gemm_row_impl(const float* W, int64_t ldw, const int32_t* idx, const float* x, int32_t n,
-                                    float* out) {
-  for (int64_t j0 = 0; j0 < ldw; j0 += 64) {
-    const int nv = static_cast<int>(std::min<int64_t>(8, (ldw - j0) / 8));
-#define GS_CASE(K)                                            \
-  case K:                                                     \
-    if (kBinary)                                              \
-      sum_rows_impl<K>(W + j0, ldw, idx, n, out + j0);        \
-    else                                                      \
-      axpy_rows_impl<K>(W + j0, ldw, idx, x, n, out + j0);    \
-    break;
-    switch (nv) {
-      GS_CASE(1) GS_CASE(2) GS_CASE(3) GS_CASE(4) GS_CASE(5) GS_CASE(6) GS_CASE(7) GS_CASE(8)
+// W is packed tile-major for the row-sum GEMMs: column tile t (kTileW columns, the last
+// one narrower: a multiple of 8) holds its n_in rows contiguously at W + t kTileW n_in
+// with row stride = the tile's width. The rows are processed in chunks of kChunkRows,
+// so one (chunk x tile) block of W (16 KiB, 4 pages) stays in L1 and the TLB while
+// every chain of a block adds its rows from it.
+constexpr int64_t kTileW = 32;
+constexpr int64_t kChunkRows = 128;
+
+// General rows (non-binary input): out = x @ W over the whole padded row.
+GS_ALWAYS_INLINE void gemm_row_general_impl(const float* W, int64_t ld, int64_t n_in, const int32_t* idx,
+                                            const float* x, int32_t n, float* out) {
+  for (int64_t j0 = 0; j0 < ld; j0 += kTileW) {
+    const int64_t tw = std::min(kTileW, ld - j0);
+    const float* Wt = W + j0 * n_in;
+    switch (tw / 8) {
+      case 1: axpy_rows_impl<1>(Wt, tw, idx, x, n, out + j0); break;
+      case 2: axpy_rows_impl<2>(Wt, tw, idx, x, n, out + j0); break;
+      case 3: axpy_rows_impl<3>(Wt, tw, idx, x, n, out + j0); break;
+      default: axpy_rows_impl<4>(Wt, tw, idx, x, n, out + j0); break;
     }
-#undef GS_CASE
   }
 }
 
-// A 64-column tile [j0, j0 + 8 nv) of the rows of several chains.
-GS_ALWAYS_INLINE void gemm_tile_impl(const float* W, int64_t ldw, int64_t j0, int nv, int64_t rows,
-                                     const int32_t* idx, int64_t ldi, const int32_t* cnt, float* out, int64_t ldo) {
+// One (row chunk x column tile) block of the GEMM for the block's chains: chain r adds
+// the rows idx[r * ldi + bounds[r * ldb + ch] .. bounds[r * ldb + ch + 1]) of the tile
+// Wt into out[r * ldo ..] (kAcc: onto what is there; else from zero).
+template <int NV, bool kAcc>
+GS_ALWAYS_INLINE void gemm_block_impl(const float* Wt, int64_t rows, const int32_t* idx, int64_t ldi,
+                                      const int32_t* bounds, int64_t ldb, int64_t ch, float* out, int64_t ldo) {
   for (int64_t r = 0; r < rows; ++r) {
-    const int32_t* ir = idx + r * ldi;
-    float* o = out + r * ldo + j0;
-#define GS_CASE(K)                                    \
-  case K:                                             \
-    sum_rows_impl<K>(W + j0, ldw, ir, cnt[r], o);     \
-    break;
-    switch (nv) {
-      GS_CASE(1) GS_CASE(2) GS_CASE(3) GS_CASE(4) GS_CASE(5) GS_CASE(6) GS_CASE(7) GS_CASE(8)
-    }
-#undef GS_CASE
+    const int32_t b0 = bounds[r * ldb + ch], b1 = bounds[r * ldb + ch + 1];
+    sum_rows_impl<NV, kAcc>(Wt, 8 * NV, idx + r * ldi + b0, b1 - b0, out + r * ldo);
   }
 }
 
-#define GS_DEFINE_VARIANTS(SFX, ATTR)                                                                              \
-  ATTR __attribute__((noinline)) void bernoulli_row##SFX(const float* acc, const float* bias, float beta,          \
+template <int NV>
+GS_ALWAYS_INLINE void gemm_chunk_impl(const float* Wt, int64_t rows, const int32_t* idx, int64_t ldi,
+                                      const int32_t* bounds, int64_t ldb, int64_t ch, float* out, int64_t ldo) {
+  if (ch == 0)
+    gemm_block_impl<NV, false>(Wt, rows, idx, ldi, bounds, ldb, ch, out, ldo);
+  else
+    gemm_block_impl<NV, true>(Wt, rows, idx, ldi, bounds, ldb, ch, out, ldo);
+}
+
+// The whole GEMM of a block: out[r, :] = (binary states of chain r) @ W (row stride ld).
+GS_ALWAYS_INLINE void block_gemm_impl(const float* W, int64_t ld, int64_t n_in, int64_t rows, const int32_t* idx,
+                                      int64_t ldi, const int32_t* bounds, int64_t ldb, float* out) {
+  const int64_t nch = std::max<int64_t>(1, (n_in + kChunkRows - 1) / kChunkRows);
+  for (int64_t j0 = 0; j0 < ld; j0 += kTileW) {
+    const int64_t tw = std::min(kTileW, ld - j0);
+    const float* Wt = W + j0 * n_in;
+    for (int64_t ch = 0; ch < nch; ++ch) {
+      switch (tw / 8) {
+        case 1: gemm_chunk_impl<1>(Wt, rows, idx, ldi, bounds, ldb, ch, out + j0, ld); break;
+        case 2: gemm_chunk_impl<2>(Wt, rows, idx, ldi, bounds, ldb, ch, out + j0, ld); break;
+        case 3: gemm_chunk_impl<3>(Wt, rows, idx, ldi, bounds, ldb, ch, out + j0, ld); break;
+        default: gemm_chunk_impl<4>(Wt, rows, idx, ldi, bounds, ldb, ch, out + j0, ld); break;
+      }
+    }
+  }
+}
+
+#define GS_DEFINE_VARIANTS(SFX, ATTR, AVX2)                                                                        \
+  ATTR __attribute__((noinline, flatten)) void bernoulli_row##SFX(const float* acc, const float* bias, float beta,          \
                                                          const float* u, float* state, float* prob, int64_t n) {   \
-    bernoulli_row_impl(acc, bias, beta, u, state, prob, n);                                                        \
+    bernoulli_seg_impl<AVX2, true, false>(acc, bias, beta, u, state, prob, n, 0, nullptr, 0);                      \
   }                                                                                                                \
-  ATTR __attribute__((noinline)) void gaussian_row##SFX(const float* acc, const float* bias, const float* sigma,   \
+  ATTR __attribute__((noinline, flatten)) int32_t bernoulli_seg_prob##SFX(const float* acc, const float* bias, float beta,  \
+                                                                 const float* u, float* state, float* prob,        \
+                                                                 int64_t n, int32_t j0, int32_t* idx, int32_t c) { \
+    return bernoulli_seg_impl<AVX2, true, true>(acc, bias, beta, u, state, prob, n, j0, idx, c);                   \
+  }                                                                                                                \
+  ATTR __attribute__((noinline, flatten)) int32_t bernoulli_seg##SFX(const float* acc, const float* bias, float beta,       \
+                                                            const float* u, float* state, float* prob, int64_t n,  \
+                                                            int32_t j0, int32_t* idx, int32_t c) {                 \
+    return bernoulli_seg_impl<AVX2, false, true>(acc, bias, beta, u, state, prob, n, j0, idx, c);                  \
+  }                                                                                                                \
+  ATTR __attribute__((noinline, flatten)) void gaussian_row##SFX(const float* acc, const float* bias, const float* sigma,   \
                                                         const float* noise_std, const float* eps, float* v,        \
                                                         float* mean, int64_t n) {                                  \
     gaussian_row_impl(acc, bias, sigma, noise_std, eps, v, mean, n);                                               \
   }                                                                                                                \
-  ATTR __attribute__((noinline)) int32_t compact##SFX(const float* state, int64_t n, int32_t* idx) {               \
-    return compact_impl(state, n, idx);                                                                            \
+  ATTR __attribute__((noinline, flatten)) int32_t compact_input##SFX(const float* x, int64_t n, int32_t* idx) {             \
+    return compact_input_impl<AVX2>(x, n, idx);                                                                    \
   }                                                                                                                \
-  ATTR __attribute__((noinline)) void gemm_rows_binary##SFX(const float* W, int64_t ldw, const int32_t* idx,       \
-                                                            int32_t n, float* out) {                               \
-    gemm_row_impl<true>(W, ldw, idx, nullptr, n, out);                                                             \
+  ATTR __attribute__((noinline, flatten)) void gemm_rows_general##SFX(const float* W, int64_t ld, int64_t n_in,   \
+                                                                      const int32_t* idx, const float* x,          \
+                                                                      int32_t n, float* out) {                     \
+    gemm_row_general_impl(W, ld, n_in, idx, x, n, out);                                                            \
   }                                                                                                                \
-  ATTR __attribute__((noinline)) void gemm_rows_general##SFX(const float* W, int64_t ldw, const int32_t* idx,      \
-                                                             const float* x, int32_t n, float* out) {              \
-    gemm_row_impl<false>(W, ldw, idx, x, n, out);                                                                  \
-  }                                                                                                                \
-  ATTR __attribute__((noinline)) void gemm_tile##SFX(const float* W, int64_t ldw, int64_t j0, int nv,              \
-                                                     int64_t rows, const int32_t* idx, int64_t ldi,                \
-                                                     const int32_t* cnt, float* out, int64_t ldo) {                \
-    gemm_tile_impl(W, ldw, j0, nv, rows, idx, ldi, cnt, out, ldo);                                                 \
+  ATTR __attribute__((noinline, flatten)) void block_gemm##SFX(const float* W, int64_t ldw, int64_t n_in, int64_t rows,     \
+                                                      const int32_t* idx, int64_t ldi, const int32_t* bounds,      \
+                                                      int64_t ldb, float* out) {                                   \
+    block_gemm_impl(W, ldw, n_in, rows, idx, ldi, bounds, ldb, out);                                               \
   }
 
-GS_DEFINE_VARIANTS(_base, )
+GS_DEFINE_VARIANTS(_base, , false)
 #if defined(GS_CPU_AVX2_PATH)
-GS_DEFINE_VARIANTS(_avx2, GS_TARGET_AVX2)
+GS_DEFINE_VARIANTS(_avx2, GS_TARGET_AVX2, true)
 #define GS_PICK(name) (use_avx2() ? name##_avx2 : name##_base)
 #else
 #define GS_PICK(name) (name##_base)
 #endif
 #undef GS_DEFINE_VARIANTS
-
-#if defined(__GNUC__) || defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#undef GS_EACH
 
 // ---------------------------------------------------------------------------
 // Fused epilogues over a contiguous element range [e0, e1) of a (rows x n) output:
@@ -327,46 +474,149 @@ std::tuple<at::Tensor, at::Tensor> gaussian_half_step_cpu(const at::Tensor& h, c
 
 int64_t round8(int64_t n) { return (n + 7) / 8 * 8; }
 
-// One layer's GEMM input: a packed copy of W (rows = input units, ld multiple of 8).
+// One layer's GEMM input: a packed copy of W (rows = input units, ld a multiple of 8,
+// zero padding) and the bias of the layer being drawn.
 struct Layer {
-  const float* W;  // (n_in, ld), zero padding
+  const float* W;  // (n_in, ld)
   int64_t ld;
   int64_t n_in, n_out;
   const float* bias;
 };
 
-// Per-task scratch for a block of up to nb chains.
-struct Scratch {
-  std::vector<float> acc;          // nb x max(ld)
-  std::vector<int32_t> idx_v, idx_h;  // nb x n_vis, nb x n_hid: indices of active units
-  std::vector<int32_t> cnt_v, cnt_h;
-  std::vector<float> ubuf;
+// A block of chains (rows [r0, r0 + rows) of the batch) owned by one task. Index lists
+// of the active units of each chain's current visible and hidden states (sorted),
+// and for each list the positions where row chunk ch of W begins (bounds).
+struct Block {
+  int64_t r0 = 0, rows = 0;
+  int64_t nb, n_vis, n_hid, ldv_idx, ldh_idx, nch_v, nch_h;
+  std::vector<float> acc;
+  std::vector<int32_t> idx_v, idx_h, cnt_v, cnt_h, bnd_v, bnd_h;
+  std::vector<float> ubuf, pv;
+  Block(int64_t nb_, int64_t nv, int64_t nh, int64_t ld_max)
+      : nb(nb_), n_vis(nv), n_hid(nh), ldv_idx(nv + 8), ldh_idx(nh + 8),
+        nch_v(std::max<int64_t>(1, (nv + kChunkRows - 1) / kChunkRows)),
+        nch_h(std::max<int64_t>(1, (nh + kChunkRows - 1) / kChunkRows)) {
+    acc.resize(static_cast<size_t>(nb * ld_max));
+    idx_v.resize(static_cast<size_t>(nb * ldv_idx));
+    idx_h.resize(static_cast<size_t>(nb * ldh_idx));
+    cnt_v.resize(static_cast<size_t>(nb));
+    cnt_h.resize(static_cast<size_t>(nb));
+    bnd_v.resize(static_cast<size_t>(nb * (nch_v + 1)));
+    bnd_h.resize(static_cast<size_t>(nb * (nch_h + 1)));
+    ubuf.resize(static_cast<size_t>(kChunk));
+    pv.resize(static_cast<size_t>(nb * nv));
+  }
 };
 
-// acc[r, :] = states[r, :] @ W for the block's rows from their index lists, a column
-// tile at a time so the tile of W is reused by every chain of the block.
-void block_gemm(const Layer& L, int64_t rows, const int32_t* idx, int64_t ldi, const int32_t* cnt, float* acc) {
-  auto tile_fn = GS_PICK(gemm_tile);
-  for (int64_t j0 = 0; j0 < L.ld; j0 += 64) {
-    const int nv = static_cast<int>(std::min<int64_t>(8, (L.ld - j0) / 8));
-    tile_fn(L.W, L.ld, j0, nv, rows, idx, ldi, cnt, acc, L.ld);
+// bounds[r, ch] = first list position of chain r with index >= ch * kChunkRows.
+void make_bounds(int64_t rows, const int32_t* idx, int64_t ldi, const int32_t* cnt, int64_t nch, int32_t* bounds) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const int32_t* l = idx + r * ldi;
+    int32_t* b = bounds + r * (nch + 1);
+    b[0] = 0;
+    for (int64_t ch = 1; ch < nch; ++ch)
+      b[ch] = static_cast<int32_t>(std::lower_bound(l, l + cnt[r], static_cast<int32_t>(ch * kChunkRows)) - l);
+    b[nch] = cnt[r];
   }
 }
 
-// Bernoulli half-step of a block (rows [r0, r0 + rows) of the whole batch): epilogue
-// from acc, states into state (row stride n_out, pointing at the block's first row),
-// probabilities into prob (same layout) or a scratch, index lists of the new states.
-void block_epilogue(uint64_t key, uint64_t off, int64_t r0, int64_t rows, const Layer& L, float beta,
-                    const float* acc, float* state, float* prob, int32_t* idx_out, int32_t* cnt_out, float* ubuf) {
+// src (n_in, n_out), any strides -> tile-major layout of block_gemm_impl, ld = round8(n_out).
+at::Tensor pack_tiles(const at::Tensor& src_any, int64_t ld) {
+  const at::Tensor src = src_any.contiguous();  // ATen's blocked transpose for W^T
+  const int64_t n_in = src.size(0), n_out = src.size(1);
+  at::Tensor out = empty_output({n_in * ld}, src.options());
+  const float* s = src.const_data_ptr<float>();
+  const int64_t s0 = src.stride(0), s1 = src.stride(1);
+  float* o = out.mutable_data_ptr<float>();
+  const int64_t ntiles = (ld + kTileW - 1) / kTileW;
+  at::parallel_for(0, ntiles, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t j0 = t * kTileW, tw = std::min(kTileW, ld - j0);
+      float* ot = o + j0 * n_in;
+      const int64_t w = std::min(tw, n_out - j0);  // real columns of the tile
+      for (int64_t i = 0; i < n_in; ++i) {
+        std::memcpy(ot + i * tw, s + i * s0 + j0 * s1, static_cast<size_t>(w) * sizeof(float));
+        for (int64_t c = w; c < tw; ++c) ot[i * tw + c] = 0.0f;
+      }
+    }
+  });
+  return out;
+}
+
+// acc = states @ W for the block's chains, from their index lists.
+void run_gemm(const Layer& L, Block& S, const int32_t* idx, int64_t ldi, const int32_t* cnt, int32_t* bounds,
+              int64_t nch) {
+  make_bounds(S.rows, idx, ldi, cnt, nch, bounds);
+  GS_PICK(block_gemm)(L.W, L.ld, L.n_in, S.rows, idx, ldi, bounds, nch + 1, S.acc.data());
+}
+
+// Bernoulli epilogue of the block from S.acc: states into state (the block's first row,
+// row stride n_out), probabilities into prob (same layout) when kProb, index lists of
+// the new states into idx / cnt (row stride ldi).
+template <bool kProb>
+void run_epilogue(uint64_t key, uint64_t off, const Layer& L, float beta, Block& S, float* state, float* prob,
+                  int32_t* idx, int64_t ldi, int32_t* cnt) {
   const int64_t n = L.n_out;
-  auto compact_fn = GS_PICK(compact);
-  // rows of the block in chunks of whole rows (at least one) of about kChunk elements
-  const int64_t per = std::max<int64_t>(1, kChunk / std::max<int64_t>(1, n));
-  for (int64_t a = 0; a < rows; a += per) {
-    const int64_t b = std::min(rows, a + per);
-    // element range of rows [a, b) of the block in the whole output
-    bernoulli_range(key, off, (r0 + a) * n, (r0 + b) * n, n, r0, acc, L.ld, L.bias, beta, state, prob, ubuf);
-    for (int64_t r = a; r < b; ++r) cnt_out[r] = compact_fn(state + r * n, n, idx_out + r * n);
+  auto seg_fn = kProb ? GS_PICK(bernoulli_seg_prob) : GS_PICK(bernoulli_seg);
+  float* ubuf = S.ubuf.data();
+  const float* acc = S.acc.data();
+  if (n <= kChunk) {
+    const int64_t per = kChunk / n;  // whole rows per fill
+    for (int64_t a = 0; a < S.rows; a += per) {
+      const int64_t b = std::min(S.rows, a + per);
+      uniform_fill(key, off, static_cast<uint64_t>((S.r0 + a) * n), (b - a) * n, ubuf);
+      for (int64_t r = a; r < b; ++r)
+        cnt[r] = seg_fn(acc + r * L.ld, L.bias, beta, ubuf + (r - a) * n, state + r * n, prob + r * n, n, 0,
+                        idx + r * ldi, 0);
+    }
+  } else {
+    for (int64_t r = 0; r < S.rows; ++r) {
+      int32_t c = 0;
+      for (int64_t j0 = 0; j0 < n; j0 += kChunk) {
+        const int64_t len = std::min(kChunk, n - j0);
+        uniform_fill(key, off, static_cast<uint64_t>((S.r0 + r) * n + j0), len, ubuf);
+        c = seg_fn(acc + r * L.ld + j0, L.bias + j0, beta, ubuf, state + r * n + j0, prob + r * n + j0, len,
+                   static_cast<int32_t>(j0), idx + r * ldi, c);
+      }
+      cnt[r] = c;
+    }
+  }
+}
+
+// The chain of one block: h_0 from v_0, then k sweeps (see the schema in gibbs_ops.cpp).
+void run_block(uint64_t key, uint64_t offset, int64_t k, float beta, const Layer& to_h, const Layer& to_v,
+               const float* vin, float* vout, float* hout, float* hpout, Block& S) {
+  const int64_t nv = to_h.n_in, nh = to_h.n_out;
+  float* vb = vout + S.r0 * nv;
+  float* hb = hout + S.r0 * nh;
+  float* hpb = hpout + S.r0 * nh;
+  // t = 0: lists of v_0; non-binary rows (check_binary=False) take the general GEMM.
+  auto compact_fn = GS_PICK(compact_input);
+  bool all_binary = true;
+  for (int64_t r = 0; r < S.rows; ++r) {
+    const int32_t c = compact_fn(vin + (S.r0 + r) * nv, nv, S.idx_v.data() + r * S.ldv_idx);
+    S.cnt_v[r] = c;
+    all_binary = all_binary && c >= 0;
+  }
+  if (all_binary) {
+    run_gemm(to_h, S, S.idx_v.data(), S.ldv_idx, S.cnt_v.data(), S.bnd_v.data(), S.nch_v);
+  } else {
+    auto general_fn = GS_PICK(gemm_rows_general);
+    for (int64_t r = 0; r < S.rows; ++r) {
+      const int32_t c = S.cnt_v[r] >= 0 ? S.cnt_v[r] : -1 - S.cnt_v[r];
+      general_fn(to_h.W, to_h.ld, to_h.n_in, S.idx_v.data() + r * S.ldv_idx, vin + (S.r0 + r) * nv, c,
+                 S.acc.data() + r * to_h.ld);
+    }
+  }
+  run_epilogue<true>(key, offset, to_h, beta, S, hb, hpb, S.idx_h.data(), S.ldh_idx, S.cnt_h.data());
+  if (k == 0) std::memcpy(vb, vin + S.r0 * nv, static_cast<size_t>(S.rows * nv) * sizeof(float));
+  for (int64_t s = 1; s <= k; ++s) {
+    const uint64_t off_v = offset + (static_cast<uint64_t>(2 * s - 1) << 32);
+    const uint64_t off_h = offset + (static_cast<uint64_t>(2 * s) << 32);
+    run_gemm(to_v, S, S.idx_h.data(), S.ldh_idx, S.cnt_h.data(), S.bnd_h.data(), S.nch_h);
+    run_epilogue<false>(key, off_v, to_v, beta, S, vb, S.pv.data(), S.idx_v.data(), S.ldv_idx, S.cnt_v.data());
+    run_gemm(to_h, S, S.idx_v.data(), S.ldv_idx, S.cnt_v.data(), S.bnd_v.data(), S.nch_v);
+    run_epilogue<true>(key, off_h, to_h, beta, S, hb, hpb, S.idx_h.data(), S.ldh_idx, S.cnt_h.data());
   }
 }
 
@@ -407,90 +657,30 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gibbs_sweeps_cpu(const at::Tensor
     hp_out.copy_(std::get<1>(h));
     return {v_out, h_out, hp_out};
   }
-  // Packed, zero-padded W (visible -> hidden) and W^T (hidden -> visible).
+  // W (visible -> hidden) and W^T (hidden -> visible), packed tile-major, zero-padded.
   const int64_t ldh = round8(n_hid), ldv = round8(n_vis);
-  at::Tensor Wv = at::zeros({n_vis, ldh}, v0.options());
-  Wv.narrow(1, 0, n_hid).copy_(weight);
-  at::Tensor Wh = at::zeros({n_hid, ldv}, v0.options());
-  Wh.narrow(1, 0, n_vis).copy_(weight.t());
+  at::Tensor Wv = pack_tiles(weight, ldh);
+  at::Tensor Wh = pack_tiles(weight.t(), ldv);
   const at::Tensor bv = visible_bias.contiguous(), bh = hidden_bias.contiguous();
   const Layer to_h{Wv.const_data_ptr<float>(), ldh, n_vis, n_hid, bh.const_data_ptr<float>()};
   const Layer to_v{Wh.const_data_ptr<float>(), ldv, n_hid, n_vis, bv.const_data_ptr<float>()};
-
   const float* vin_p = vin.const_data_ptr<float>();
   float* vp = v_out.mutable_data_ptr<float>();
   float* hp = h_out.mutable_data_ptr<float>();
   float* hpp = hp_out.mutable_data_ptr<float>();
   const float fb = static_cast<float>(beta);
 
-  // Chains per block: about 192 KiB of per-chain scratch (acc, index lists), at least
-  // 16 chains, and at most an even share of the batch per thread.
-  const int64_t per_chain = 4 * (std::max(ldv, ldh) + n_vis + n_hid);
+  // Chains per block: up to 64 (each (row chunk x column tile) block of W is reused by
+  // every chain of the block), at most an even share of the batch per thread.
   const int64_t nthreads = std::max<int64_t>(1, at::get_num_threads());
-  int64_t nb = std::max<int64_t>(16, (192 * 1024) / per_chain);
-  nb = std::max<int64_t>(1, std::min(nb, (B + nthreads - 1) / nthreads));
+  const int64_t nb = std::max<int64_t>(1, std::min<int64_t>(64, (B + nthreads - 1) / nthreads));
   const int64_t nblocks = (B + nb - 1) / nb;
-
   at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
-    Scratch S;
-    S.acc.resize(static_cast<size_t>(nb * std::max(ldv, ldh)));
-    S.idx_v.resize(static_cast<size_t>(nb * n_vis));
-    S.idx_h.resize(static_cast<size_t>(nb * n_hid));
-    S.cnt_v.resize(static_cast<size_t>(nb));
-    S.cnt_h.resize(static_cast<size_t>(nb));
-    S.ubuf.resize(kChunk);
-    std::vector<float> pv_scratch(static_cast<size_t>(nb * n_vis));
-    auto general_fn = GS_PICK(gemm_rows_general);
+    Block S(nb, n_vis, n_hid, std::max(ldv, ldh));
     for (int64_t blk = b0; blk < b1; ++blk) {
-      const int64_t r0 = blk * nb, rows = std::min(nb, B - r0);
-      // t = 0: h_0 from v_0 (binary rows: row sums; other rows: general products).
-      for (int64_t r = 0; r < rows; ++r) {
-        const float* x = vin_p + (r0 + r) * n_vis;
-        int32_t* ir = S.idx_v.data() + r * n_vis;
-        int32_t c = 0;
-        bool binary = true;
-        for (int64_t i = 0; i < n_vis; ++i) {
-          const float xi = x[i];
-          binary = binary && (xi == 0.0f || xi == 1.0f);
-          ir[c] = static_cast<int32_t>(i);
-          c += xi != 0.0f ? 1 : 0;
-        }
-        S.cnt_v[r] = c;
-        if (!binary) {
-          general_fn(to_h.W, to_h.ld, ir, x, c, S.acc.data() + r * to_h.ld);
-          S.cnt_v[r] = -1;  // marks a row done by the general path
-        }
-      }
-      {
-        // binary rows through the tiled row sums (rows done above are skipped: count 0
-        // would overwrite them, so run the tiles only when every row is binary, else
-        // per row)
-        bool all_binary = true;
-        for (int64_t r = 0; r < rows; ++r) all_binary = all_binary && S.cnt_v[r] >= 0;
-        if (all_binary) {
-          block_gemm(to_h, rows, S.idx_v.data(), n_vis, S.cnt_v.data(), S.acc.data());
-        } else {
-          auto bin_fn = GS_PICK(gemm_rows_binary);
-          for (int64_t r = 0; r < rows; ++r)
-            if (S.cnt_v[r] >= 0) bin_fn(to_h.W, to_h.ld, S.idx_v.data() + r * n_vis, S.cnt_v[r], S.acc.data() + r * to_h.ld);
-        }
-      }
-      float* vb = vp + r0 * n_vis;
-      float* hb = hp + r0 * n_hid;
-      float* hpb = hpp + r0 * n_hid;
-      block_epilogue(key, offset, r0, rows, to_h, fb, S.acc.data(), hb, hpb, S.idx_h.data(), S.cnt_h.data(),
-                     S.ubuf.data());
-      if (k == 0) std::memcpy(vb, vin_p + r0 * n_vis, static_cast<size_t>(rows * n_vis) * sizeof(float));
-      for (int64_t s = 1; s <= k; ++s) {
-        const uint64_t off_v = offset + (static_cast<uint64_t>(2 * s - 1) << 32);
-        const uint64_t off_h = offset + (static_cast<uint64_t>(2 * s) << 32);
-        block_gemm(to_v, rows, S.idx_h.data(), n_hid, S.cnt_h.data(), S.acc.data());
-        block_epilogue(key, off_v, r0, rows, to_v, fb, S.acc.data(), vb, pv_scratch.data(), S.idx_v.data(),
-                       S.cnt_v.data(), S.ubuf.data());
-        block_gemm(to_h, rows, S.idx_v.data(), n_vis, S.cnt_v.data(), S.acc.data());
-        block_epilogue(key, off_h, r0, rows, to_h, fb, S.acc.data(), hb, hpb, S.idx_h.data(), S.cnt_h.data(),
-                       S.ubuf.data());
-      }
+      S.r0 = blk * nb;
+      S.rows = std::min(nb, B - S.r0);
+      run_block(key, offset, k, fb, to_h, to_v, vin_p, vp, hp, hpp, S);
     }
   });
   return {v_out, h_out, hp_out};
