@@ -40,7 +40,7 @@ H100_SMS = 132
 MASK64 = (1 << 64) - 1
 STRAY, MISALIGNED, VEC = 0, 1, 2
 EPI_STATS = ("blocks", "threads", "groups", "vec", "bad_config")
-SWEEP_STATS = ("fits", "cb", "blocks", "threads", "smem_bytes", "smem_bad", "bad_config")
+SWEEP_STATS = ("fits", "cb", "blocks", "threads", "smem_bytes", "smem_bad", "bad_config", "vec")
 
 
 def _asan_supported() -> bool:
@@ -195,6 +195,7 @@ SWEEP_CASES = [
     (70, 64, 32, 1),            # digits size, one SM: 35 chains per block
     (20, 100, 90, H100_SMS),    # W takes most of the 48 KiB (room for 16 chains)
     (9, 3, 1, 2),
+    (300, 20, 8, H100_SMS),     # vector path, several blocks, the last one partial
 ]
 
 
@@ -216,6 +217,9 @@ def test_sweeps_kernel(sim, tmp_path, case):
         assert st["fits"] == 1 and st["bad_config"] == 0 and st["threads"] == 256
         assert 8 <= st["cb"] <= 64 and st["smem_bytes"] <= 48 * 1024
         assert st["smem_bad"] == 0, "a phase wrote shared memory outside its output layer (or twice)"
+        assert st["vec"] == (nv % 4 == 0 and nh % 4 == 0)
+        if st["vec"]:
+            assert stats[VEC] > 0, "the vector path should use 16-byte accesses"
         _check_writes(stats, outs, ["v", "h", "h_prob"])
         ref = ops.gibbs_sweeps_torch(v0, w, vb, hb, seed, k, beta)
         for name, (got, _), r in zip(("v", "h", "h_prob"), outs, ref):

@@ -46,8 +46,9 @@ __global__ void __launch_bounds__(kThreads)
   kernels::gibbs_epilogue_thread<kGauss>(a, groups, blockIdx.x, gridDim.x, threadIdx.x, blockDim.x);
 }
 
+template <bool kVec>
 __global__ void __launch_bounds__(kThreads) gibbs_sweeps_kernel(const kernels::GibbsSweepArgs a, int64_t cb) {
-  extern __shared__ float smem[];
+  extern __shared__ __align__(16) float smem[];
   const kernels::SweepSmem s = kernels::sweep_smem_layout(smem, a.nv, a.nh, cb);
   const kernels::SeedPair sp = kernels::read_seed(a.seed, a.seed_stride);
   const int64_t r0 = static_cast<int64_t>(blockIdx.x) * cb;
@@ -55,7 +56,7 @@ __global__ void __launch_bounds__(kThreads) gibbs_sweeps_kernel(const kernels::G
   kernels::sweep_load_thread(a, s, r0, nrows, threadIdx.x, blockDim.x);
   __syncthreads();
   for (int64_t t = 0; t <= 2 * a.k; ++t) {  // uniform trip count: every thread reaches each barrier
-    kernels::sweep_half_thread(a, s, sp, t, r0, nrows, threadIdx.x, blockDim.x);
+    kernels::sweep_half_thread<kVec>(a, s, sp, t, r0, nrows, threadIdx.x, blockDim.x);
     __syncthreads();
   }
 }
@@ -176,8 +177,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gibbs_sweeps_cuda(const at::Tenso
     a.nh = nh;
     a.k = k;
     a.beta = static_cast<float>(beta);
-    gibbs_sweeps_kernel<<<static_cast<unsigned int>(c.blocks), c.threads, static_cast<size_t>(c.smem_bytes),
-                          stream>>>(a, c.cb);
+    a.vec = kernels::gibbs_sweep_vec_ok(nv, nh, a.v_out, a.h_out, a.hp_out);
+    const dim3 grid(static_cast<unsigned int>(c.blocks)), block(c.threads);
+    const size_t smem = static_cast<size_t>(c.smem_bytes);
+    if (a.vec) {
+      gibbs_sweeps_kernel<true><<<grid, block, smem, stream>>>(a, c.cb);
+    } else {
+      gibbs_sweeps_kernel<false><<<grid, block, smem, stream>>>(a, c.cb);
+    }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     return {v_out, h_out, hp_out};
   }

@@ -265,6 +265,7 @@ void run_sweeps(Reader& rd, const char* out_path) {
     a.nh = nh;
     a.k = k;
     a.beta = beta;
+    a.vec = K::gibbs_sweep_vec_ok(nv, nh, a.v_out, a.h_out, a.hp_out);
     const size_t nsm = static_cast<size_t>(c.smem_bytes) / sizeof(float);
     for (int64_t b = 0; b < c.blocks; ++b) {
       Out* smem = make_out(nsm, 0);  // registered: its stores are counted per phase
@@ -287,7 +288,13 @@ void run_sweeps(Reader& rd, const char* out_path) {
         }
       }
       for (int64_t t = 0; t <= 2 * k; ++t) {
-        each_thread([&](int th) { K::sweep_half_thread(a, s, sp, t, r0, nrows, th, c.threads); });
+        each_thread([&](int th) {
+          if (a.vec) {
+            K::sweep_half_thread<true>(a, s, sp, t, r0, nrows, th, c.threads);
+          } else {
+            K::sweep_half_thread<false>(a, s, sp, t, r0, nrows, th, c.threads);
+          }
+        });
         smem_bad += (t & 1) == 0 ? check_phase(smem->buf, h_lo, h_lo + nrows * nh)
                                  : check_phase(smem->buf, v_lo, v_lo + nrows * nv);
       }
@@ -297,8 +304,9 @@ void run_sweeps(Reader& rd, const char* out_path) {
     }
   }
   std::vector<int64_t> stats = base_stats();
+  const bool vec = c.fits && K::gibbs_sweep_vec_ok(nv, nh, v_out->ptr(), h_out->ptr(), hp_out->ptr());
   for (int64_t x : {static_cast<int64_t>(c.fits), c.cb, c.blocks, static_cast<int64_t>(c.threads), c.smem_bytes,
-                    smem_bad, bad_config})
+                    smem_bad, bad_config, static_cast<int64_t>(vec)})
     stats.push_back(x);
   write_outputs(out_path, stats, {v_out, h_out, hp_out});
 }

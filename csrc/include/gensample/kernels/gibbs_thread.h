@@ -198,7 +198,35 @@ struct GibbsSweepArgs {
   float* hp_out;  // (B, nh)
   int64_t B, nv, nh, k;
   float beta;
+  bool vec;  // n_visible % 4 == 0, n_hidden % 4 == 0 and 16-byte aligned outputs: vector path
 };
+
+inline bool gibbs_sweep_vec_ok(int64_t nv, int64_t nh, const float* v_out, const float* h_out, const float* hp_out) {
+  return nv % 4 == 0 && nh % 4 == 0 && aligned_to(v_out, 16) && aligned_to(h_out, 16) && aligned_to(hp_out, 16);
+}
+
+// 16-byte shared-memory access (the global-memory helpers of launch.h use __ldg).
+GS_HOST_DEVICE void lds4(const float* p, float out[4]) {
+  GS_SIM_CHECK_ALIGNED(p, 16);
+#if defined(GS_ON_DEVICE)
+  const float4 v = *reinterpret_cast<const float4*>(p);
+  out[0] = v.x;
+  out[1] = v.y;
+  out[2] = v.z;
+  out[3] = v.w;
+#else
+  std::memcpy(out, p, 16);
+#endif
+}
+GS_HOST_DEVICE void sts4(float* p, const float v[4]) {
+  GS_SIM_CHECK_ALIGNED(p, 16);
+  GS_SIM_RECORD_STORE(p, 4);
+#if defined(GS_ON_DEVICE)
+  *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+#else
+  std::memcpy(p, v, 16);
+#endif
+}
 
 // Phase 0 (all threads of the block, strided): W, biases and the block's v_0 rows into
 // shared memory; for k = 0 also v_out = v_0 for the block's rows.
@@ -215,7 +243,66 @@ GS_HOST_DEVICE void sweep_load_thread(const GibbsSweepArgs& a, const SweepSmem& 
   }
 }
 
+// Vector path of half-step t (a.vec: both widths are multiples of 4): every group is 4
+// consecutive outputs of one row (lo and hi are multiples of 4) and every shared-memory
+// row starts 16-byte aligned, so inputs are read 4 at a time (one 16-byte load of x and
+// four of W per 16 products). kToH: v -> h (N = nh), else h -> v (N = nv). `last`:
+// also write the outputs to global memory (h and p(h | v), or v).
+template <bool kToH>
+GS_HOST_DEVICE void sweep_half_vec4(const GibbsSweepArgs& a, const SweepSmem& s, uint64_t seed, uint64_t offset,
+                                    int64_t lo, int64_t g_first, int64_t g_last, bool last, int64_t thread,
+                                    int64_t threads) {
+  const int64_t N = kToH ? a.nh : a.nv;
+  const int64_t n_in = kToH ? a.nv : a.nh;
+  const float* in = kToH ? s.v : s.h;
+  float* out = kToH ? s.h : s.v;
+  const float* bias = kToH ? s.hb : s.vb;
+  for (int64_t g = g_first + thread; g <= g_last; g += threads) {
+    const int64_t f = 4 * g - lo;
+    const int64_t rr = static_cast<int64_t>(static_cast<uint32_t>(f) / static_cast<uint32_t>(N));
+    const int64_t j0 = f - rr * N;
+    const float* x = in + rr * n_in;
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int64_t q = 0; q < n_in; q += 4) {
+      float xv[4], wv[4];
+      lds4(x + q, xv);
+      if (kToH) {  // acc[l] += x[q + d] * W[q + d, j0 + l]
+        GS_UNROLL
+        for (int d = 0; d < 4; ++d) {
+          lds4(s.w + (q + d) * a.nh + j0, wv);
+          GS_UNROLL
+          for (int l = 0; l < 4; ++l) acc[l] += xv[d] * wv[l];
+        }
+      } else {  // acc[l] += x[q + d] * W[j0 + l, q + d]
+        GS_UNROLL
+        for (int l = 0; l < 4; ++l) {
+          lds4(s.w + (j0 + l) * a.nh + q, wv);
+          GS_UNROLL
+          for (int d = 0; d < 4; ++d) acc[l] += xv[d] * wv[d];
+        }
+      }
+    }
+    uint32_t w[4];
+    philox::words(seed, offset + static_cast<uint64_t>(g), w);
+    float u[4], st[4], p[4];
+    uniform4(w, u);
+    GS_UNROLL
+    for (int l = 0; l < 4; ++l) gibbs::bernoulli_epilogue(acc[l], bias[j0 + l], a.beta, u[l], st[l], p[l]);
+    sts4(out + f, st);
+    if (last) {
+      if (kToH) {
+        store4_vec<float, float>(a.h_out + 4 * g, st);
+        store4_vec<float, float>(a.hp_out + 4 * g, p);
+      } else {
+        store4_vec<float, float>(a.v_out + 4 * g, st);
+      }
+    }
+  }
+}
+
 // Phase 1 + t: half-step t for the block's chains (see the header comment).
+// kVec: the vector path (launchers pass a.vec; one kernel per path keeps each small).
+template <bool kVec>
 GS_HOST_DEVICE void sweep_half_thread(const GibbsSweepArgs& a, const SweepSmem& s, const SeedPair& sp, int64_t t,
                                       int64_t r0, int64_t nrows, int64_t thread, int64_t threads) {
   const bool to_h = (t & 1) == 0;
@@ -232,30 +319,38 @@ GS_HOST_DEVICE void sweep_half_thread(const GibbsSweepArgs& a, const SweepSmem& 
   const uint64_t offset = step_offset(sp, t);
   const int64_t lo = r0 * N, hi = (r0 + nrows) * N;  // the block's stream range
   const int64_t g_first = lo >> 2, g_last = (hi - 1) >> 2;
-  for (int64_t g = g_first + thread; g <= g_last; g += threads) {
-    uint32_t w[4];
-    philox::words(sp.seed, offset + static_cast<uint64_t>(g), w);
-    float u[4];
-    uniform4(w, u);
-    GS_UNROLL
-    for (int l = 0; l < 4; ++l) {
-      const int64_t i = 4 * g + l;  // stream index == global flat index r * N + j
-      if (i < lo || i >= hi) continue;
-      const int64_t f = i - lo;  // block-local flat index (< cb * N: 32-bit division is enough)
-      const int64_t rr = static_cast<int64_t>(static_cast<uint32_t>(f) / static_cast<uint32_t>(N));
-      const int64_t j = f - rr * N;
-      const float* x = in + rr * n_in;
-      const float* wj = s.w + j * w_out;
-      float acc = 0.0f;
-      for (int64_t q = 0; q < n_in; ++q) acc += x[q] * wj[q * w_in];
-      float st, p;
-      gibbs::bernoulli_epilogue(acc, bias[j], a.beta, u[l], st, p);
-      store1<float, float>(out + f, st);
-      if (last_h) {
-        store1<float, float>(a.h_out + i, st);
-        store1<float, float>(a.hp_out + i, p);
-      } else if (last_v) {
-        store1<float, float>(a.v_out + i, st);
+  if constexpr (kVec) {
+    if (to_h) {
+      sweep_half_vec4<true>(a, s, sp.seed, offset, lo, g_first, g_last, last_h, thread, threads);
+    } else {
+      sweep_half_vec4<false>(a, s, sp.seed, offset, lo, g_first, g_last, last_v, thread, threads);
+    }
+  } else {
+    for (int64_t g = g_first + thread; g <= g_last; g += threads) {
+      uint32_t w[4];
+      philox::words(sp.seed, offset + static_cast<uint64_t>(g), w);
+      float u[4];
+      uniform4(w, u);
+      GS_UNROLL
+      for (int l = 0; l < 4; ++l) {
+        const int64_t i = 4 * g + l;  // stream index == global flat index r * N + j
+        if (i < lo || i >= hi) continue;
+        const int64_t f = i - lo;  // block-local flat index (< cb * N: 32-bit division is enough)
+        const int64_t rr = static_cast<int64_t>(static_cast<uint32_t>(f) / static_cast<uint32_t>(N));
+        const int64_t j = f - rr * N;
+        const float* x = in + rr * n_in;
+        const float* wj = s.w + j * w_out;
+        float acc = 0.0f;
+        for (int64_t q = 0; q < n_in; ++q) acc += x[q] * wj[q * w_in];
+        float st, p;
+        gibbs::bernoulli_epilogue(acc, bias[j], a.beta, u[l], st, p);
+        store1<float, float>(out + f, st);
+        if (last_h) {
+          store1<float, float>(a.h_out + i, st);
+          store1<float, float>(a.hp_out + i, p);
+        } else if (last_v) {
+          store1<float, float>(a.v_out + i, st);
+        }
       }
     }
   }
