@@ -335,3 +335,89 @@ def test_kernels_compile_for_sm90():
 @pytest.mark.skipif(os.environ.get("GENSAMPLE_SLOW_TESTS") != "1", reason="about 1-2 min; GENSAMPLE_SLOW_TESTS=1 runs it")
 def test_kernels_compile_for_sm90_all_variants():
     _compile_check("full")
+
+
+# ----------------------------------------------------------------------------------
+# On a GPU (skipped here): compiled Triton kernels and the CUDA extension vs the torch
+# backend on CUDA tensors, bit for bit. A subprocess, because this module runs Triton
+# through the interpreter.
+# ----------------------------------------------------------------------------------
+_GPU_SCRIPT = textwrap.dedent(r"""
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    import torch
+    import gensample
+    from gensample import random as R
+    from gensample.ops import gibbs_triton as gt
+    ops = torch.ops.gensample
+    dev = torch.device("cuda")
+    gen = torch.Generator().manual_seed(0)
+
+    def dyadic(*shape, scale=2.0):
+        m = int(scale * 64)
+        return (torch.randint(-m, m + 1, shape, generator=gen).float() / 64).to(dev)
+
+    def binary(*shape):
+        return torch.randint(0, 2, shape, generator=gen).float().to(dev)
+
+    def same(name, got, ref):
+        got, ref = got.contiguous(), ref.contiguous()
+        assert got.shape == ref.shape, (name, got.shape, ref.shape)
+        bad = int((got.view(torch.int32) != ref.view(torch.int32)).sum())
+        assert bad == 0, f"{name}: {bad} of {ref.numel()} elements differ"
+
+    has_cuda_ops = gensample._ext.loaded() and hasattr(ops, "gibbs_sweeps")
+    impls = {"triton": lambda n: getattr(ops, n + "_triton")}
+    if has_cuda_ops:
+        impls["cuda"] = lambda n: getattr(ops, n)
+    seed = R.seed_pair(2**63 + 0x5EED, 2**32 - 3, device=dev)
+    for B, nv, nh in ((1, 5, 7), (33, 70, 17), (1024, 784, 500), (4096, 64, 32), (300, 128, 64)):
+        w = dyadic(nv, nh, scale=2.0 if nv < 200 else 0.25)
+        vb, hb, v0 = dyadic(nv), dyadic(nh), binary(B, nv)
+        for tr in (False, True):
+            x = binary(B, nh) if tr else v0
+            ref = ops.gibbs_half_step_torch(x, w, vb if tr else hb, seed, 0.5, tr)
+            for name, f in impls.items():
+                got = f("gibbs_half_step")(x, w, vb if tr else hb, seed, 0.5, tr)
+                same(f"{name} half_step {B}x{nv}x{nh} t={tr}", got[0], ref[0])
+                same(f"{name} half_step prob {B}x{nv}x{nh} t={tr}", got[1], ref[1])
+        sigma = (torch.rand(nv, generator=gen) + 0.5).to(dev)
+        h = binary(B, nh)
+        ref = ops.gaussian_half_step_torch(h, w, vb, sigma, sigma * 2, seed)
+        for name, f in impls.items():
+            got = f("gaussian_half_step")(h, w, vb, sigma, sigma * 2, seed)
+            same(f"{name} gaussian v", got[0], ref[0])
+            same(f"{name} gaussian mean", got[1], ref[1])
+        for k in (0, 1, 3):
+            ref = ops.gibbs_sweeps_torch(v0, w, vb, hb, seed, k, 1.0)
+            outs = {name: f("gibbs_sweeps")(v0, w, vb, hb, seed, k, 1.0) for name, f in impls.items()}
+            outs["triton-looped"] = gt._gibbs_sweeps(v0, w, vb, hb, seed, k, 1.0, persistent=False)
+            if gt.persistent_fits(nv, nh):
+                outs["triton-persistent"] = gt._gibbs_sweeps(v0, w, vb, hb, seed, k, 1.0, persistent=True)
+            for name, got in outs.items():
+                for part, a, r in zip(("v", "h", "h_prob"), got, ref):
+                    same(f"{name} sweeps {part} {B}x{nv}x{nh} k={k}", a, r)
+    # the sweeps are graph-capturable (no host sync, no allocation in the loop)
+    v0, w, vb, hb = binary(64, 64), dyadic(64, 32), dyadic(64), dyadic(32)
+    for name, f in impls.items():
+        op = f("gibbs_sweeps")
+        op(v0, w, vb, hb, seed, 2, 1.0)
+        torch.cuda.synchronize()
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            out = op(v0, w, vb, hb, seed, 2, 1.0)
+        g.replay()
+        torch.cuda.synchronize()
+        ref = ops.gibbs_sweeps_torch(v0, w, vb, hb, seed, 2, 1.0)
+        for part, a, r in zip(("v", "h", "h_prob"), out, ref):
+            same(f"{name} graph replay {part}", a, r)
+    print("OK", sorted(impls))
+""")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_backends_bit_exact():
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    r = subprocess.run([sys.executable, "-c", _GPU_SCRIPT, str(ROOT)], capture_output=True, text=True, env=env,
+                       timeout=900)
+    assert r.returncode == 0 and "OK" in r.stdout, r.stdout[-3000:] + r.stderr[-5000:]

@@ -8,9 +8,11 @@
 // 4 consecutive outputs (16-byte vectors).
 //
 // gibbs_sweeps: when W, both biases and the states of at least 8 chains fit in 48 KiB of
-// shared memory (gibbs_sweep_launch: e.g. 64x32 holds 64 chains per block), ONE persistent
-// kernel runs all 2k + 1 half-steps: a block loads W once and keeps its chains' v and h in
-// shared memory, with a barrier between half-steps. Otherwise a loop of at::mm_out into
+// shared memory (gibbs_sweep_launch; 64x32 has room for 105 chains; a block takes about
+// B / (2 * SMs) chains, 8 to 64), ONE persistent kernel runs all 2k + 1 half-steps: a
+// block loads W once and keeps its chains' v and h in shared memory, with a barrier
+// between half-steps. When both widths are multiples of 4 it reads shared memory in
+// 16-byte vectors (gibbs_sweeps_kernel<true>). Otherwise a loop of at::mm_out into
 // preallocated buffers + fused epilogue launches (the step index is a kernel argument: no
 // host synchronization, no allocation inside the loop, CUDA-graph capturable).
 // Half-step t uses substream(seed, t) = (seed, offset + t * 2^32), computed on the device.
