@@ -147,8 +147,11 @@ class RBMTrainer:
             start = self.chains
         else:
             start = v
+        kw = {}
+        if self.method == "pcd" and model.visible_kind == "binary":
+            kw["check_binary"] = False  # the persistent chains are sampler output: binary by construction
         v_model, _, ph_model = model.gibbs(start, k=self.k, return_hidden=True, generator=self.generator,
-                                           backend=self.backend)
+                                           backend=self.backend, **kw)
         if self.method == "pcd":
             self.chains = v_model
         grads = rbm_gradients(model, v, v_model, ph_model=ph_model)

@@ -237,17 +237,20 @@ class BernoulliRBM(_RBMBase):
                                             backend=self._backend(backend))
 
     def gibbs(self, v: torch.Tensor, k: int = 1, *, beta: float = 1.0, return_hidden: bool = False,
-              generator: torch.Generator | None = None, backend: str | None = None):
+              check_binary: bool = True, generator: torch.Generator | None = None, backend: str | None = None):
         """``k`` block-Gibbs sweeps from binary ``v`` in one ``gibbs_sweeps`` call.
 
         Returns ``v_k``, or ``(v_k, h_k, p(h=1 | v_k))`` with ``return_hidden=True``
         (``h_0`` is drawn from ``v``; sweep ``s`` draws ``v_s`` from ``h_{s-1}`` then ``h_s``).
+        ``check_binary=False`` skips the 0/1 check of ``v`` (the first half-step then treats
+        ``v`` as mean-field input), e.g. for chains that are known to be binary.
         """
         v = self._v(v)
         k = _check_k(k)
         out = _gibbs_ops().gibbs_sweeps(v.detach(), self.weight.detach(), self.visible_bias.detach(),
                                         self.hidden_bias.detach(), k=k, beta=beta, return_hidden_prob=True,
-                                        generator=generator, backend=self._backend(backend))
+                                        check_binary=check_binary, generator=generator,
+                                        backend=self._backend(backend))
         return out if return_hidden else out[0]
 
     def init_chains(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
