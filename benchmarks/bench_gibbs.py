@@ -79,7 +79,7 @@ def parse_args(argv=None):
     ap.add_argument("--thp", action="store_true")
     ap.add_argument("--warm-cache", action="store_true")
     ap.add_argument("--torch-backend-max-units", type=int, default=None,
-                    help="run gensample[torch] only when B (n_v + n_h) (2k+1) <= this (default 2^22, quick 2^16)")
+                    help="run gensample[torch] only when B (n_v + n_h) (2k+1) <= this (default 2^16)")
     ap.add_argument("--block-time", type=float, default=None)
     ap.add_argument("--min-blocks", type=int, default=None)
     ap.add_argument("--max-blocks", type=int, default=None)
@@ -93,7 +93,7 @@ def parse_args(argv=None):
     if q and not a.compile:
         a.no_compile = True
     if a.torch_backend_max_units is None:
-        a.torch_backend_max_units = (1 << 16) if q else (1 << 22)
+        a.torch_backend_max_units = 1 << 16
 
     def cases(text, n):
         out = []
