@@ -52,11 +52,28 @@ typedef int32_t uivec __attribute__((vector_size(32), aligned(4), may_alias));
 
 #define GS_EACH(i) _Pragma("GCC unroll 8") for (int i = 0; i < N; ++i)
 
+#if defined(GS_CPU_AVX2_PATH)
+GS_TARGET_AVX2 inline vec floor8_avx2(vec q) {
+  return __builtin_bit_cast(vec, _mm256_floor_ps(__builtin_bit_cast(__m256, q)));
+}
+#endif
+
+// floor(q) (|q| < 2^23): vroundps on AVX2; elsewhere the truncation, minus one where it
+// lies above q. Both exact.
+template <bool kAvx2>
+inline vec floor8(vec q) {
+#if defined(GS_CPU_AVX2_PATH)
+  if constexpr (kAvx2) return floor8_avx2(q);
+#endif
+  const vec tr = __builtin_convertvector(__builtin_convertvector(q, ivec), vec);
+  return tr > q ? tr - VecOf<float>::splat(1.0f) : tr;
+}
+
 // gs_sigmoid (gensample/gibbs.h) on N vectors of 8 at once, operation for operation
-// (no FMA: -ffp-contract=off). floor(q) for |q| < 2^23 is the truncation minus one
-// where the truncation lies above q: exact, as std::floor.
-template <int N>
-GS_ALWAYS_INLINE void sigmoid_vec(const vec* a, vec* p) {
+// (no FMA: -ffp-contract=off), up to its last step: returns d = 1 + e, so that
+// p = 1 / d (one correctly rounded division, done by the caller when it needs p).
+template <bool kAvx2, int N>
+GS_ALWAYS_INLINE void sigmoid_denom(const vec* a, vec* d) {
   const vec lo = VecOf<float>::splat(-87.0f), hi = VecOf<float>::splat(87.0f);
   const vec one = VecOf<float>::splat(1.0f);
   vec t[N], fx[N], r[N], y[N];
@@ -67,9 +84,7 @@ GS_ALWAYS_INLINE void sigmoid_vec(const vec* a, vec* p) {
     t[i] = t[i] > hi ? hi : t[i];
   }
   GS_EACH(i) {
-    const vec q = t[i] * 1.44269504088896341f + 0.5f;
-    const vec tr = __builtin_convertvector(__builtin_convertvector(q, ivec), vec);
-    fx[i] = tr > q ? tr - one : tr;
+    fx[i] = floor8<kAvx2>(t[i] * 1.44269504088896341f + 0.5f);
     n[i] = __builtin_convertvector(fx[i], ivec);
   }
   GS_EACH(i) r[i] = (t[i] - fx[i] * 0.693359375f) - fx[i] * -2.12194440e-4f;
@@ -82,8 +97,39 @@ GS_ALWAYS_INLINE void sigmoid_vec(const vec* a, vec* p) {
     const vec z = r[i] * r[i];
     vec e = ((y[i] * z) + r[i]) + one;
     e = e * __builtin_bit_cast(vec, (n[i] + 127) << 23);
-    p[i] = one / (one + e);
+    d[i] = one + e;
   }
+}
+
+// The draw u < p = RN(1 / d) without the division where the answer is certain:
+// w = RN(u d) = u d (1 + r), |r| <= 2^-24, and RN(1/d) = (1/d)(1 + s), |s| <= 2^-24
+// (1/d is a normal float: d <= 1 + 2^127). w < 1 - 2^-21 gives u < (1/d)(1 - 2^-22)
+// < p; w > 1 + 2^-21 gives u > (1/d)(1 + 2^-22) > p. Only vectors with a lane in
+// between (probability ~1e-6 per lane) divide.
+#if defined(GS_CPU_AVX2_PATH)
+GS_TARGET_AVX2 inline bool any8_avx2(ivec m) {
+  const __m256i x = __builtin_bit_cast(__m256i, m);
+  return !_mm256_testz_si256(x, x);
+}
+#endif
+
+template <bool kAvx2>
+inline bool any8(ivec m) {
+#if defined(GS_CPU_AVX2_PATH)
+  if constexpr (kAvx2) return any8_avx2(m);
+#endif
+  bool any = false;
+  for (int l = 0; l < 8; ++l) any = any || m[l] != 0;
+  return any;
+}
+
+template <bool kAvx2>
+GS_ALWAYS_INLINE ivec draw_from_denom(vec u, vec d) {
+  const vec w = u * d;
+  const ivec lt = w < VecOf<float>::splat(1.0f - 0x1p-21f);
+  const ivec ge = w > VecOf<float>::splat(1.0f + 0x1p-21f);
+  if (__builtin_expect(any8<kAvx2>(~(lt | ge)), 0)) return u < VecOf<float>::splat(1.0f) / d;
+  return lt;
 }
 
 #if defined(GS_CPU_AVX2_PATH)
@@ -130,25 +176,41 @@ inline int32_t compact8(ivec m, int32_t j0, int32_t* idx, int32_t c) {
 // Bernoulli epilogue of n elements of one row (columns j0 .. j0 + n of the layer):
 // prob = sigmoid(beta (acc + bias)), state = u < prob; with kCompact, appends the
 // columns that fired to idx from position c and returns the new count. acc may alias
-// prob. 16 elements per step (two independent vectors), then the scalar header.
+// prob. 32 elements per step (four independent vectors), then 8 at a time, then the
+// scalar header.
+template <bool kAvx2, bool kProb, bool kCompact, int N>
+GS_ALWAYS_INLINE int32_t bernoulli_step(const float* acc, const float* GS_RESTRICT bias, float beta,
+                                        const float* GS_RESTRICT u, float* GS_RESTRICT state, float* prob, int64_t j,
+                                        int32_t j0, int32_t* GS_RESTRICT idx, int32_t c) {
+  const vec one = VecOf<float>::splat(1.0f), zero = VecOf<float>::splat(0.0f);
+  vec a[N], d[N];
+  GS_EACH(i) a[i] = (VecOf<float>::load_f32(acc + j + 8 * i) + VecOf<float>::load_f32(bias + j + 8 * i)) * beta;
+  sigmoid_denom<kAvx2, N>(a, d);
+  GS_EACH(i) {
+    const vec u8 = VecOf<float>::load_f32(u + j + 8 * i);
+    ivec m;
+    if (kProb) {
+      const vec p = one / d[i];
+      *reinterpret_cast<uvec*>(prob + j + 8 * i) = p;
+      m = u8 < p;
+    } else {
+      m = draw_from_denom<kAvx2>(u8, d[i]);
+    }
+    *reinterpret_cast<uvec*>(state + j + 8 * i) = m ? one : zero;
+    if (kCompact) c = compact8<kAvx2>(m, j0 + static_cast<int32_t>(j + 8 * i), idx, c);
+  }
+  return c;
+}
+
 template <bool kAvx2, bool kProb, bool kCompact>
 inline int32_t bernoulli_seg_impl(const float* acc, const float* GS_RESTRICT bias, float beta,
-                                            const float* GS_RESTRICT u, float* GS_RESTRICT state, float* prob,
-                                            int64_t n, int32_t j0, int32_t* GS_RESTRICT idx, int32_t c) {
-  constexpr int N = 2;
-  const vec one = VecOf<float>::splat(1.0f), zero = VecOf<float>::splat(0.0f);
+                                  const float* GS_RESTRICT u, float* GS_RESTRICT state, float* prob, int64_t n,
+                                  int32_t j0, int32_t* GS_RESTRICT idx, int32_t c) {
   int64_t j = 0;
-  for (; j + 8 * N <= n; j += 8 * N) {
-    vec a[N], p[N];
-    GS_EACH(i) a[i] = (VecOf<float>::load_f32(acc + j + 8 * i) + VecOf<float>::load_f32(bias + j + 8 * i)) * beta;
-    sigmoid_vec<N>(a, p);
-    GS_EACH(i) {
-      const ivec m = VecOf<float>::load_f32(u + j + 8 * i) < p[i];
-      if (kProb) *reinterpret_cast<uvec*>(prob + j + 8 * i) = p[i];
-      *reinterpret_cast<uvec*>(state + j + 8 * i) = m ? one : zero;
-      if (kCompact) c = compact8<kAvx2>(m, j0 + static_cast<int32_t>(j + 8 * i), idx, c);
-    }
-  }
+  for (; j + 32 <= n; j += 32)
+    c = bernoulli_step<kAvx2, kProb, kCompact, 4>(acc, bias, beta, u, state, prob, j, j0, idx, c);
+  for (; j + 8 <= n; j += 8)
+    c = bernoulli_step<kAvx2, kProb, kCompact, 1>(acc, bias, beta, u, state, prob, j, j0, idx, c);
   for (; j < n; ++j) {
     float sv, pv;
     gibbs::bernoulli_epilogue(acc[j], bias[j], beta, u[j], sv, pv);
@@ -309,6 +371,18 @@ GS_ALWAYS_INLINE void block_gemm_impl(const float* W, int64_t ld, int64_t n_in, 
   }
 }
 
+// rows rows of n elements (acc row stride lda; u, state, prob row stride n); with
+// kCompact the index lists of the rows go to idx + r * ldi (counts to cnt[r]). One call
+// per block of rows amortizes the constants and lets the out-of-order core overlap rows.
+template <bool kAvx2, bool kProb>
+inline void bernoulli_rows_impl(const float* acc, int64_t lda, const float* bias, float beta, const float* u,
+                                float* state, float* prob, int64_t n, int64_t rows, int32_t* idx, int64_t ldi,
+                                int32_t* cnt) {
+  for (int64_t r = 0; r < rows; ++r)
+    cnt[r] = bernoulli_seg_impl<kAvx2, kProb, true>(acc + r * lda, bias, beta, u + r * n, state + r * n,
+                                                     prob + r * n, n, 0, idx + r * ldi, 0);
+}
+
 #define GS_DEFINE_VARIANTS(SFX, ATTR, AVX2)                                                                        \
   ATTR __attribute__((noinline, flatten)) void bernoulli_row##SFX(const float* acc, const float* bias, float beta,          \
                                                          const float* u, float* state, float* prob, int64_t n) {   \
@@ -323,6 +397,16 @@ GS_ALWAYS_INLINE void block_gemm_impl(const float* W, int64_t ld, int64_t n_in, 
                                                             const float* u, float* state, float* prob, int64_t n,  \
                                                             int32_t j0, int32_t* idx, int32_t c) {                 \
     return bernoulli_seg_impl<AVX2, false, true>(acc, bias, beta, u, state, prob, n, j0, idx, c);                  \
+  }                                                                                                                \
+  ATTR __attribute__((noinline, flatten)) void bernoulli_rows_prob##SFX(                                          \
+      const float* acc, int64_t lda, const float* bias, float beta, const float* u, float* state, float* prob,     \
+      int64_t n, int64_t rows, int32_t* idx, int64_t ldi, int32_t* cnt) {                                          \
+    bernoulli_rows_impl<AVX2, true>(acc, lda, bias, beta, u, state, prob, n, rows, idx, ldi, cnt);                 \
+  }                                                                                                                \
+  ATTR __attribute__((noinline, flatten)) void bernoulli_rows##SFX(                                               \
+      const float* acc, int64_t lda, const float* bias, float beta, const float* u, float* state, float* prob,     \
+      int64_t n, int64_t rows, int32_t* idx, int64_t ldi, int32_t* cnt) {                                          \
+    bernoulli_rows_impl<AVX2, false>(acc, lda, bias, beta, u, state, prob, n, rows, idx, ldi, cnt);                \
   }                                                                                                                \
   ATTR __attribute__((noinline, flatten)) void gaussian_row##SFX(const float* acc, const float* bias, const float* sigma,   \
                                                         const float* noise_std, const float* eps, float* v,        \
@@ -553,11 +637,11 @@ void run_gemm(const Layer& L, Block& S, const int32_t* idx, int64_t ldi, const i
 // Bernoulli epilogue of the block from S.acc: states into state (the block's first row,
 // row stride n_out), probabilities into prob (same layout) when kProb, index lists of
 // the new states into idx / cnt (row stride ldi).
-template <bool kProb>
 void run_epilogue(uint64_t key, uint64_t off, const Layer& L, float beta, Block& S, float* state, float* prob,
-                  int32_t* idx, int64_t ldi, int32_t* cnt) {
+                  int32_t* idx, int64_t ldi, int32_t* cnt, bool with_prob) {
   const int64_t n = L.n_out;
-  auto seg_fn = kProb ? GS_PICK(bernoulli_seg_prob) : GS_PICK(bernoulli_seg);
+  auto seg_fn = with_prob ? GS_PICK(bernoulli_seg_prob) : GS_PICK(bernoulli_seg);
+  auto rows_fn = with_prob ? GS_PICK(bernoulli_rows_prob) : GS_PICK(bernoulli_rows);
   float* ubuf = S.ubuf.data();
   const float* acc = S.acc.data();
   if (n <= kChunk) {
@@ -565,9 +649,8 @@ void run_epilogue(uint64_t key, uint64_t off, const Layer& L, float beta, Block&
     for (int64_t a = 0; a < S.rows; a += per) {
       const int64_t b = std::min(S.rows, a + per);
       uniform_fill(key, off, static_cast<uint64_t>((S.r0 + a) * n), (b - a) * n, ubuf);
-      for (int64_t r = a; r < b; ++r)
-        cnt[r] = seg_fn(acc + r * L.ld, L.bias, beta, ubuf + (r - a) * n, state + r * n, prob + r * n, n, 0,
-                        idx + r * ldi, 0);
+      rows_fn(acc + a * L.ld, L.ld, L.bias, beta, ubuf, state + a * n, prob + a * n, n, b - a, idx + a * ldi, ldi,
+              cnt + a);
     }
   } else {
     for (int64_t r = 0; r < S.rows; ++r) {
@@ -608,15 +691,16 @@ void run_block(uint64_t key, uint64_t offset, int64_t k, float beta, const Layer
                  S.acc.data() + r * to_h.ld);
     }
   }
-  run_epilogue<true>(key, offset, to_h, beta, S, hb, hpb, S.idx_h.data(), S.ldh_idx, S.cnt_h.data());
+  run_epilogue(key, offset, to_h, beta, S, hb, hpb, S.idx_h.data(), S.ldh_idx, S.cnt_h.data(), k == 0);
   if (k == 0) std::memcpy(vb, vin + S.r0 * nv, static_cast<size_t>(S.rows * nv) * sizeof(float));
   for (int64_t s = 1; s <= k; ++s) {
     const uint64_t off_v = offset + (static_cast<uint64_t>(2 * s - 1) << 32);
     const uint64_t off_h = offset + (static_cast<uint64_t>(2 * s) << 32);
     run_gemm(to_v, S, S.idx_h.data(), S.ldh_idx, S.cnt_h.data(), S.bnd_h.data(), S.nch_h);
-    run_epilogue<false>(key, off_v, to_v, beta, S, vb, S.pv.data(), S.idx_v.data(), S.ldv_idx, S.cnt_v.data());
+    run_epilogue(key, off_v, to_v, beta, S, vb, S.pv.data(), S.idx_v.data(), S.ldv_idx, S.cnt_v.data(), false);
     run_gemm(to_h, S, S.idx_v.data(), S.ldv_idx, S.cnt_v.data(), S.bnd_v.data(), S.nch_v);
-    run_epilogue<true>(key, off_h, to_h, beta, S, hb, hpb, S.idx_h.data(), S.ldh_idx, S.cnt_h.data());
+    // only the last hidden layer's probabilities are returned
+    run_epilogue(key, off_h, to_h, beta, S, hb, hpb, S.idx_h.data(), S.ldh_idx, S.cnt_h.data(), s == k);
   }
 }
 
