@@ -233,6 +233,19 @@ def test_public_api_triton_matches_torch():
         assert a.dtype == r.dtype and torch.equal(a, r)
 
 
+def test_opcheck_schema():
+    """Schema and autograd registration (fake tensors need real data under the interpreter;
+    the GPU test below runs the fake-tensor check)."""
+    gen = torch.Generator().manual_seed(2)
+    w, x, seed = dyadic(gen, 9, 6), binary(gen, 5, 9), R.seed_pair(3, 4)
+    utils = ("test_schema", "test_autograd_registration")
+    torch.library.opcheck(ops.gibbs_half_step_triton, (x, w, dyadic(gen, 6), seed, 0.5, False), test_utils=utils)
+    torch.library.opcheck(ops.gibbs_sweeps_triton, (x, w, dyadic(gen, 9), dyadic(gen, 6), seed, 2, 1.0),
+                          test_utils=utils)
+    torch.library.opcheck(ops.gaussian_half_step_triton, (binary(gen, 5, 6), w, dyadic(gen, 9), torch.ones(9),
+                                                          torch.ones(9), seed), test_utils=utils)
+
+
 def test_bad_inputs():
     w, b, x = torch.zeros(4, 6), torch.zeros(6), torch.zeros(2, 4)
     seed = R.seed_pair(1)
@@ -310,6 +323,33 @@ _COMPILE_SCRIPT = textwrap.dedent(r"""
         body, name = build(gt._sweeps_kernel, dict(PHASE0_V=phase0, PHASE0_H=phase0, BLOCK_B=bb, NV_P=nv_p,
                                                    NH_P=nh_p), w)
         assert fmas(body) == 3 * bb * nv_p * nh_p // (32 * w), (name, fmas(body))
+    if FULL:
+        # torch.compile (Inductor) regenerates user kernels from their source (plus the jit
+        # helpers and constexpr globals they use) with fusion on: still FMA-free epilogues.
+        import importlib.util, os
+        from torch._inductor.codegen.triton import TritonKernel
+        from torch._inductor.codegen.wrapper import user_defined_triton_kernel_transitive_closure_source_code
+        tmp = tempfile.mkdtemp()
+
+        def regenerated(fn):
+            src = (TritonKernel.gen_common_triton_imports() + "\n@triton.jit\n"
+                   + user_defined_triton_kernel_transitive_closure_source_code(fn))
+            path = os.path.join(tmp, "gen_" + fn.__name__ + ".py")
+            with open(path, "w") as f:
+                f.write(src)
+            spec = importlib.util.spec_from_file_location("gen_" + fn.__name__, path)
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+            return getattr(mod, fn.__name__)
+
+        body, name = build(regenerated(gt._half_step_kernel), dict(GAUSS=False, STORE_AUX=True, PHASE0=False,
+                                                                   BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=gt._BLOCK_K), bw)
+        assert fmas(body) == bm * bn * gt._BLOCK_K // (32 * bw), (name, fmas(body))
+        assert sum(op.startswith("div.rn") for op in body) == bm * bn // (32 * bw), name
+        bb, w = gt._sweeps_config(4096, 64, 32)
+        body, name = build(regenerated(gt._sweeps_kernel), dict(PHASE0_V=False, PHASE0_H=True, BLOCK_B=bb, NV_P=64,
+                                                                NH_P=32), w)
+        assert fmas(body) == 3 * bb * 64 * 32 // (32 * w), (name, fmas(body))
     print("OK")
 """)
 
@@ -411,6 +451,14 @@ _GPU_SCRIPT = textwrap.dedent(r"""
         ref = ops.gibbs_sweeps_torch(v0, w, vb, hb, seed, 2, 1.0)
         for part, a, r in zip(("v", "h", "h_prob"), out, ref):
             same(f"{name} graph replay {part}", a, r)
+    # fake tensors and torch.compile through the triton ops (Inductor regenerates the kernels)
+    utils = ("test_schema", "test_faketensor", "test_autograd_registration")
+    torch.library.opcheck(ops.gibbs_sweeps_triton, (v0, w, vb, hb, seed, 2, 1.0), test_utils=utils)
+    torch.library.opcheck(ops.gibbs_half_step_triton, (v0, w, hb, seed, 0.5, False), test_utils=utils)
+    f = torch.compile(lambda v: ops.gibbs_sweeps_triton(v, w, vb, hb, seed, 2, 0.5), fullgraph=True)
+    ref = ops.gibbs_sweeps_torch(v0, w, vb, hb, seed, 2, 0.5)
+    for part, a, r in zip(("v", "h", "h_prob"), f(v0), ref):
+        same(f"torch.compile triton sweeps {part}", a, r)
     print("OK", sorted(impls))
 """)
 
