@@ -40,9 +40,10 @@ read from ``seed`` (no host synchronisation, no per-step seed tensors).
   ``BLOCK_B`` chains, loads ``W`` (and its transpose view), both biases and ``v_0`` once,
   then runs all ``2k + 1`` half-steps in registers (a device-side ``for`` over ``k``) and
   writes ``v_k``, ``h_k`` and ``p(h | v_k)`` once. The 32 KiB bound keeps ``W`` plus the
-  per-step tiles of 16-32 chains within an SM's registers / shared memory at 4-8 warps
-  (784x500 needs 1.5 MiB and does not fit). Padded ``W`` entries load as 0, so padded
-  state columns never contribute to a product.
+  per-step tiles of 16-32 chains within one SM's registers / shared memory at 8-16 warps
+  without spills (ptxas for sm_90, :func:`_sweeps_config`; 784x500 needs 1.5 MiB and
+  does not fit). Padded ``W`` entries load as 0, so padded state columns never
+  contribute to a product.
 * Otherwise a loop of ``2k + 1`` fused half-step launches (the step number is a kernel
   argument, so the sequence is CUDA-graph capturable); only the last hidden step stores
   its probabilities.
