@@ -371,15 +371,103 @@ GS_ALWAYS_INLINE void block_gemm_impl(const float* W, int64_t ld, int64_t n_in, 
   }
 }
 
+// Small layers: x @ W for binary x by tables. Input units in groups of 4; for group g
+// and each of the 16 patterns e of its states, T[(g 16 + e) ld ..] holds the sum of the
+// rows of W selected by e (built once per call). A row's product is then one table row
+// per group: n_in / 4 vector loads per 8 columns instead of one per active unit.
+// Used when all tables fit in 64 KiB (n_in * ld <= 4096: e.g. 64 x 32, 64 x 16).
+constexpr int64_t kLutMaxElems = 4096;
+
+template <int NV>
+GS_ALWAYS_INLINE void lut_sum_impl(const float* GS_RESTRICT T, int64_t ld, const uint8_t* GS_RESTRICT nib, int64_t ng,
+                                   float* GS_RESTRICT out) {
+  constexpr bool kDual = NV <= 4;
+  vec a[NV], b[NV];
+  const vec zero = VecOf<float>::splat(0.0f);
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) a[v] = b[v] = zero;
+  int64_t g = 0;
+  for (; g + 1 < ng; g += 2) {
+    const float* r0 = T + (g * 16 + nib[g]) * ld;
+    const float* r1 = T + ((g + 1) * 16 + nib[g + 1]) * ld;
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      a[v] += *reinterpret_cast<const uvec*>(r0 + 8 * v);
+      if (kDual)
+        b[v] += *reinterpret_cast<const uvec*>(r1 + 8 * v);
+      else
+        a[v] += *reinterpret_cast<const uvec*>(r1 + 8 * v);
+    }
+  }
+  if (g < ng) {
+    const float* r0 = T + (g * 16 + nib[g]) * ld;
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) a[v] += *reinterpret_cast<const uvec*>(r0 + 8 * v);
+  }
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) *reinterpret_cast<uvec*>(out + 8 * v) = kDual ? a[v] + b[v] : a[v];
+}
+
+#if defined(GS_CPU_AVX2_PATH)
+GS_TARGET_AVX2 inline int mask8_avx2(const float* x) {
+  return _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x), _mm256_setzero_ps(), _CMP_NEQ_UQ));
+}
+#endif
+
+template <bool kAvx2>
+inline int mask8(const float* x) {
+#if defined(GS_CPU_AVX2_PATH)
+  if constexpr (kAvx2) return mask8_avx2(x);
+#endif
+  int m = 0;
+  for (int l = 0; l < 8; ++l) m |= (x[l] != 0.0f ? 1 : 0) << l;
+  return m;
+}
+
+// out[r, :] = x[r, :] @ W by tables, for binary rows x (row stride ldx).
+template <bool kAvx2>
+inline void lut_gemm_impl(const float* T, int64_t ld, int64_t n_in, int64_t rows, const float* x, int64_t ldx,
+                          float* out) {
+  const int64_t ng = (n_in + 3) / 4;
+  uint8_t nib[kLutMaxElems / 8 / 4 + 2];
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * ldx;
+    int64_t i = 0;
+    for (; i + 8 <= n_in; i += 8) {
+      const int m = mask8<kAvx2>(xr + i);
+      nib[i / 4] = static_cast<uint8_t>(m & 15);
+      nib[i / 4 + 1] = static_cast<uint8_t>(m >> 4);
+    }
+    for (; i < n_in; i += 4) {
+      int m = 0;
+      for (int64_t l = i; l < std::min(n_in, i + 4); ++l) m |= (xr[l] != 0.0f ? 1 : 0) << (l - i);
+      nib[i / 4] = static_cast<uint8_t>(m);
+    }
+    float* o = out + r * ld;
+    for (int64_t j0 = 0; j0 < ld; j0 += 64) {
+      switch (std::min<int64_t>(8, (ld - j0) / 8)) {
+        case 1: lut_sum_impl<1>(T + j0, ld, nib, ng, o + j0); break;
+        case 2: lut_sum_impl<2>(T + j0, ld, nib, ng, o + j0); break;
+        case 3: lut_sum_impl<3>(T + j0, ld, nib, ng, o + j0); break;
+        case 4: lut_sum_impl<4>(T + j0, ld, nib, ng, o + j0); break;
+        case 5: lut_sum_impl<5>(T + j0, ld, nib, ng, o + j0); break;
+        case 6: lut_sum_impl<6>(T + j0, ld, nib, ng, o + j0); break;
+        case 7: lut_sum_impl<7>(T + j0, ld, nib, ng, o + j0); break;
+        default: lut_sum_impl<8>(T + j0, ld, nib, ng, o + j0); break;
+      }
+    }
+  }
+}
+
 // rows rows of n elements (acc row stride lda; u, state, prob row stride n); with
 // kCompact the index lists of the rows go to idx + r * ldi (counts to cnt[r]). One call
 // per block of rows amortizes the constants and lets the out-of-order core overlap rows.
-template <bool kAvx2, bool kProb>
+template <bool kAvx2, bool kProb, bool kCompact>
 inline void bernoulli_rows_impl(const float* acc, int64_t lda, const float* bias, float beta, const float* u,
                                 float* state, float* prob, int64_t n, int64_t rows, int32_t* idx, int64_t ldi,
                                 int32_t* cnt) {
   for (int64_t r = 0; r < rows; ++r)
-    cnt[r] = bernoulli_seg_impl<kAvx2, kProb, true>(acc + r * lda, bias, beta, u + r * n, state + r * n,
+    cnt[r] = bernoulli_seg_impl<kAvx2, kProb, kCompact>(acc + r * lda, bias, beta, u + r * n, state + r * n,
                                                      prob + r * n, n, 0, idx + r * ldi, 0);
 }
 
@@ -398,15 +486,30 @@ inline void bernoulli_rows_impl(const float* acc, int64_t lda, const float* bias
                                                             int32_t j0, int32_t* idx, int32_t c) {                 \
     return bernoulli_seg_impl<AVX2, false, true>(acc, bias, beta, u, state, prob, n, j0, idx, c);                  \
   }                                                                                                                \
-  ATTR __attribute__((noinline, flatten)) void bernoulli_rows_prob##SFX(                                          \
+  ATTR __attribute__((noinline, flatten)) void bernoulli_rows_prob##SFX(                                                       \
       const float* acc, int64_t lda, const float* bias, float beta, const float* u, float* state, float* prob,     \
       int64_t n, int64_t rows, int32_t* idx, int64_t ldi, int32_t* cnt) {                                          \
-    bernoulli_rows_impl<AVX2, true>(acc, lda, bias, beta, u, state, prob, n, rows, idx, ldi, cnt);                 \
+    bernoulli_rows_impl<AVX2, true, true>(acc, lda, bias, beta, u, state, prob, n, rows, idx, ldi, cnt);            \
   }                                                                                                                \
-  ATTR __attribute__((noinline, flatten)) void bernoulli_rows##SFX(                                               \
+  ATTR __attribute__((noinline, flatten)) void bernoulli_rows##SFX(                                                       \
       const float* acc, int64_t lda, const float* bias, float beta, const float* u, float* state, float* prob,     \
       int64_t n, int64_t rows, int32_t* idx, int64_t ldi, int32_t* cnt) {                                          \
-    bernoulli_rows_impl<AVX2, false>(acc, lda, bias, beta, u, state, prob, n, rows, idx, ldi, cnt);                \
+    bernoulli_rows_impl<AVX2, false, true>(acc, lda, bias, beta, u, state, prob, n, rows, idx, ldi, cnt);            \
+  }                                                                                                                \
+  ATTR __attribute__((noinline, flatten)) void bernoulli_rows_prob_nc##SFX(                                                       \
+      const float* acc, int64_t lda, const float* bias, float beta, const float* u, float* state, float* prob,     \
+      int64_t n, int64_t rows, int32_t* idx, int64_t ldi, int32_t* cnt) {                                          \
+    bernoulli_rows_impl<AVX2, true, false>(acc, lda, bias, beta, u, state, prob, n, rows, idx, ldi, cnt);            \
+  }                                                                                                                \
+  ATTR __attribute__((noinline, flatten)) void bernoulli_rows_nc##SFX(                                                       \
+      const float* acc, int64_t lda, const float* bias, float beta, const float* u, float* state, float* prob,     \
+      int64_t n, int64_t rows, int32_t* idx, int64_t ldi, int32_t* cnt) {                                          \
+    bernoulli_rows_impl<AVX2, false, false>(acc, lda, bias, beta, u, state, prob, n, rows, idx, ldi, cnt);            \
+  }                                                                                                                \
+  ATTR __attribute__((noinline, flatten)) void lut_gemm##SFX(const float* T, int64_t ld, int64_t n_in,          \
+                                                             int64_t rows, const float* x, int64_t ldx,             \
+                                                             float* out) {                                          \
+    lut_gemm_impl<AVX2>(T, ld, n_in, rows, x, ldx, out);                                                           \
   }                                                                                                                \
   ATTR __attribute__((noinline, flatten)) void gaussian_row##SFX(const float* acc, const float* bias, const float* sigma,   \
                                                         const float* noise_std, const float* eps, float* v,        \
@@ -561,11 +664,30 @@ int64_t round8(int64_t n) { return (n + 7) / 8 * 8; }
 // One layer's GEMM input: a packed copy of W (rows = input units, ld a multiple of 8,
 // zero padding) and the bias of the layer being drawn.
 struct Layer {
-  const float* W;  // (n_in, ld)
+  const float* W;  // (n_in, ld), tile-major
   int64_t ld;
   int64_t n_in, n_out;
   const float* bias;
+  const float* T;  // tables of lut_gemm_impl, or null
 };
+
+// Tables of lut_gemm_impl for src (n_in, n_out): T[g][e] = T[g][e - lowbit(e)] + row 4g + ctz(e).
+at::Tensor build_lut(const at::Tensor& src_any, int64_t ld) {
+  const at::Tensor src = src_any.contiguous();
+  const int64_t n_in = src.size(0), n_out = src.size(1), ng = (n_in + 3) / 4;
+  at::Tensor out = at::zeros({ng * 16 * ld}, src.options());
+  const float* s = src.const_data_ptr<float>();
+  float* T = out.mutable_data_ptr<float>();
+  for (int64_t g = 0; g < ng; ++g)
+    for (int e = 1; e < 16; ++e) {
+      const int b = __builtin_ctz(static_cast<unsigned>(e));
+      const int64_t row = 4 * g + b;
+      const float* prev = T + (g * 16 + (e & (e - 1))) * ld;
+      float* dst = T + (g * 16 + e) * ld;
+      for (int64_t c = 0; c < ld; ++c) dst[c] = prev[c] + (row < n_in && c < n_out ? s[row * n_out + c] : 0.0f);
+    }
+  return out;
+}
 
 // A block of chains (rows [r0, r0 + rows) of the batch) owned by one task. Index lists
 // of the active units of each chain's current visible and hidden states (sorted),
@@ -629,7 +751,11 @@ at::Tensor pack_tiles(const at::Tensor& src_any, int64_t ld) {
 
 // acc = states @ W for the block's chains, from their index lists.
 void run_gemm(const Layer& L, Block& S, const int32_t* idx, int64_t ldi, const int32_t* cnt, int32_t* bounds,
-              int64_t nch) {
+              int64_t nch, const float* states) {
+  if (L.T != nullptr) {  // small layer: tables, from the binary states (row stride n_in)
+    GS_PICK(lut_gemm)(L.T, L.ld, L.n_in, S.rows, states, L.n_in, S.acc.data());
+    return;
+  }
   make_bounds(S.rows, idx, ldi, cnt, nch, bounds);
   GS_PICK(block_gemm)(L.W, L.ld, L.n_in, S.rows, idx, ldi, bounds, nch + 1, S.acc.data());
 }
@@ -638,10 +764,12 @@ void run_gemm(const Layer& L, Block& S, const int32_t* idx, int64_t ldi, const i
 // row stride n_out), probabilities into prob (same layout) when kProb, index lists of
 // the new states into idx / cnt (row stride ldi).
 void run_epilogue(uint64_t key, uint64_t off, const Layer& L, float beta, Block& S, float* state, float* prob,
-                  int32_t* idx, int64_t ldi, int32_t* cnt, bool with_prob) {
+                  int32_t* idx, int64_t ldi, int32_t* cnt, bool with_prob, bool compact) {
   const int64_t n = L.n_out;
   auto seg_fn = with_prob ? GS_PICK(bernoulli_seg_prob) : GS_PICK(bernoulli_seg);
-  auto rows_fn = with_prob ? GS_PICK(bernoulli_rows_prob) : GS_PICK(bernoulli_rows);
+  // index lists only for a consumer layer without tables
+  auto rows_fn = compact ? (with_prob ? GS_PICK(bernoulli_rows_prob) : GS_PICK(bernoulli_rows))
+                         : (with_prob ? GS_PICK(bernoulli_rows_prob_nc) : GS_PICK(bernoulli_rows_nc));
   float* ubuf = S.ubuf.data();
   const float* acc = S.acc.data();
   if (n <= kChunk) {
@@ -682,7 +810,7 @@ void run_block(uint64_t key, uint64_t offset, int64_t k, float beta, const Layer
     all_binary = all_binary && c >= 0;
   }
   if (all_binary) {
-    run_gemm(to_h, S, S.idx_v.data(), S.ldv_idx, S.cnt_v.data(), S.bnd_v.data(), S.nch_v);
+    run_gemm(to_h, S, S.idx_v.data(), S.ldv_idx, S.cnt_v.data(), S.bnd_v.data(), S.nch_v, vin + S.r0 * nv);
   } else {
     auto general_fn = GS_PICK(gemm_rows_general);
     for (int64_t r = 0; r < S.rows; ++r) {
@@ -691,16 +819,16 @@ void run_block(uint64_t key, uint64_t offset, int64_t k, float beta, const Layer
                  S.acc.data() + r * to_h.ld);
     }
   }
-  run_epilogue(key, offset, to_h, beta, S, hb, hpb, S.idx_h.data(), S.ldh_idx, S.cnt_h.data(), k == 0);
+  run_epilogue(key, offset, to_h, beta, S, hb, hpb, S.idx_h.data(), S.ldh_idx, S.cnt_h.data(), k == 0, to_v.T == nullptr);
   if (k == 0) std::memcpy(vb, vin + S.r0 * nv, static_cast<size_t>(S.rows * nv) * sizeof(float));
   for (int64_t s = 1; s <= k; ++s) {
     const uint64_t off_v = offset + (static_cast<uint64_t>(2 * s - 1) << 32);
     const uint64_t off_h = offset + (static_cast<uint64_t>(2 * s) << 32);
-    run_gemm(to_v, S, S.idx_h.data(), S.ldh_idx, S.cnt_h.data(), S.bnd_h.data(), S.nch_h);
-    run_epilogue(key, off_v, to_v, beta, S, vb, S.pv.data(), S.idx_v.data(), S.ldv_idx, S.cnt_v.data(), false);
-    run_gemm(to_h, S, S.idx_v.data(), S.ldv_idx, S.cnt_v.data(), S.bnd_v.data(), S.nch_v);
+    run_gemm(to_v, S, S.idx_h.data(), S.ldh_idx, S.cnt_h.data(), S.bnd_h.data(), S.nch_h, hb);
+    run_epilogue(key, off_v, to_v, beta, S, vb, S.pv.data(), S.idx_v.data(), S.ldv_idx, S.cnt_v.data(), false, to_h.T == nullptr);
+    run_gemm(to_h, S, S.idx_v.data(), S.ldv_idx, S.cnt_v.data(), S.bnd_v.data(), S.nch_v, vb);
     // only the last hidden layer's probabilities are returned
-    run_epilogue(key, off_h, to_h, beta, S, hb, hpb, S.idx_h.data(), S.ldh_idx, S.cnt_h.data(), s == k);
+    run_epilogue(key, off_h, to_h, beta, S, hb, hpb, S.idx_h.data(), S.ldh_idx, S.cnt_h.data(), s == k, to_v.T == nullptr);
   }
 }
 
@@ -746,8 +874,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gibbs_sweeps_cpu(const at::Tensor
   at::Tensor Wv = pack_tiles(weight, ldh);
   at::Tensor Wh = pack_tiles(weight.t(), ldv);
   const at::Tensor bv = visible_bias.contiguous(), bh = hidden_bias.contiguous();
-  const Layer to_h{Wv.const_data_ptr<float>(), ldh, n_vis, n_hid, bh.const_data_ptr<float>()};
-  const Layer to_v{Wh.const_data_ptr<float>(), ldv, n_hid, n_vis, bv.const_data_ptr<float>()};
+  // small layers also get tables (lut_gemm_impl), both or neither
+  const bool lut = n_vis * ldh <= kLutMaxElems && n_hid * ldv <= kLutMaxElems;
+  const at::Tensor Tv = lut ? build_lut(weight, ldh) : at::Tensor();
+  const at::Tensor Th = lut ? build_lut(weight.t(), ldv) : at::Tensor();
+  const Layer to_h{Wv.const_data_ptr<float>(), ldh, n_vis, n_hid, bh.const_data_ptr<float>(),
+                   lut ? Tv.const_data_ptr<float>() : nullptr};
+  const Layer to_v{Wh.const_data_ptr<float>(), ldv, n_hid, n_vis, bv.const_data_ptr<float>(),
+                   lut ? Th.const_data_ptr<float>() : nullptr};
   const float* vin_p = vin.const_data_ptr<float>();
   float* vp = v_out.mutable_data_ptr<float>();
   float* hp = h_out.mutable_data_ptr<float>();
