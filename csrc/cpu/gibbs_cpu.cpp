@@ -265,6 +265,9 @@ inline int32_t compact_input_impl(const float* GS_RESTRICT x, int64_t n, int32_t
 template <int NV, bool kAcc>
 GS_ALWAYS_INLINE void sum_rows_impl(const float* GS_RESTRICT W, int64_t ldw, const int32_t* GS_RESTRICT idx,
                                     int32_t n, float* GS_RESTRICT out) {
+  // up to 4 vectors: two accumulator sets (even / odd list positions) for independent
+  // add chains; wider tiles have enough chains in one set (and registers for no more)
+  constexpr bool kDual = NV <= 4;
   vec a[NV], b[NV];
   const vec zero = VecOf<float>::splat(0.0f);
 #pragma GCC unroll 8
@@ -279,7 +282,10 @@ GS_ALWAYS_INLINE void sum_rows_impl(const float* GS_RESTRICT W, int64_t ldw, con
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) {
       a[v] += *reinterpret_cast<const uvec*>(r0 + 8 * v);
-      b[v] += *reinterpret_cast<const uvec*>(r1 + 8 * v);
+      if (kDual)
+        b[v] += *reinterpret_cast<const uvec*>(r1 + 8 * v);
+      else
+        a[v] += *reinterpret_cast<const uvec*>(r1 + 8 * v);
     }
   }
   if (q < n) {
@@ -288,7 +294,7 @@ GS_ALWAYS_INLINE void sum_rows_impl(const float* GS_RESTRICT W, int64_t ldw, con
     for (int v = 0; v < NV; ++v) a[v] += *reinterpret_cast<const uvec*>(r0 + 8 * v);
   }
 #pragma GCC unroll 8
-  for (int v = 0; v < NV; ++v) *reinterpret_cast<uvec*>(out + 8 * v) = a[v] + b[v];
+  for (int v = 0; v < NV; ++v) *reinterpret_cast<uvec*>(out + 8 * v) = kDual ? a[v] + b[v] : a[v];
 }
 
 // out[0 .. 8 NV) = sum_q x[idx[q]] * row idx[q]  (general, non-binary inputs).
@@ -314,8 +320,8 @@ GS_ALWAYS_INLINE void axpy_rows_impl(const float* GS_RESTRICT W, int64_t ldw, co
 // with row stride = the tile's width. The rows are processed in chunks of kChunkRows,
 // so one (chunk x tile) block of W (16 KiB, 4 pages) stays in L1 and the TLB while
 // every chain of a block adds its rows from it.
-constexpr int64_t kTileW = 32;
-constexpr int64_t kChunkRows = 128;
+constexpr int64_t kTileW = 64;
+constexpr int64_t kChunkRows = 64;
 
 // General rows (non-binary input): out = x @ W over the whole padded row.
 GS_ALWAYS_INLINE void gemm_row_general_impl(const float* W, int64_t ld, int64_t n_in, const int32_t* idx,
@@ -324,10 +330,10 @@ GS_ALWAYS_INLINE void gemm_row_general_impl(const float* W, int64_t ld, int64_t 
     const int64_t tw = std::min(kTileW, ld - j0);
     const float* Wt = W + j0 * n_in;
     switch (tw / 8) {
-      case 1: axpy_rows_impl<1>(Wt, tw, idx, x, n, out + j0); break;
-      case 2: axpy_rows_impl<2>(Wt, tw, idx, x, n, out + j0); break;
-      case 3: axpy_rows_impl<3>(Wt, tw, idx, x, n, out + j0); break;
-      default: axpy_rows_impl<4>(Wt, tw, idx, x, n, out + j0); break;
+#define GS_CASE(K) case K: axpy_rows_impl<K>(Wt, tw, idx, x, n, out + j0); break;
+      GS_CASE(1) GS_CASE(2) GS_CASE(3) GS_CASE(4) GS_CASE(5) GS_CASE(6) GS_CASE(7)
+#undef GS_CASE
+      default: axpy_rows_impl<8>(Wt, tw, idx, x, n, out + j0); break;
     }
   }
 }
@@ -362,10 +368,10 @@ GS_ALWAYS_INLINE void block_gemm_impl(const float* W, int64_t ld, int64_t n_in, 
     const float* Wt = W + j0 * n_in;
     for (int64_t ch = 0; ch < nch; ++ch) {
       switch (tw / 8) {
-        case 1: gemm_chunk_impl<1>(Wt, rows, idx, ldi, bounds, ldb, ch, out + j0, ld); break;
-        case 2: gemm_chunk_impl<2>(Wt, rows, idx, ldi, bounds, ldb, ch, out + j0, ld); break;
-        case 3: gemm_chunk_impl<3>(Wt, rows, idx, ldi, bounds, ldb, ch, out + j0, ld); break;
-        default: gemm_chunk_impl<4>(Wt, rows, idx, ldi, bounds, ldb, ch, out + j0, ld); break;
+#define GS_CASE(K) case K: gemm_chunk_impl<K>(Wt, rows, idx, ldi, bounds, ldb, ch, out + j0, ld); break;
+        GS_CASE(1) GS_CASE(2) GS_CASE(3) GS_CASE(4) GS_CASE(5) GS_CASE(6) GS_CASE(7)
+#undef GS_CASE
+        default: gemm_chunk_impl<8>(Wt, rows, idx, ldi, bounds, ldb, ch, out + j0, ld); break;
       }
     }
   }
@@ -692,26 +698,45 @@ at::Tensor build_lut(const at::Tensor& src_any, int64_t ld) {
 // A block of chains (rows [r0, r0 + rows) of the batch) owned by one task. Index lists
 // of the active units of each chain's current visible and hidden states (sorted),
 // and for each list the positions where row chunk ch of W begins (bounds).
+// Scratch of a task's blocks, kept per thread across calls (grow-only): fresh
+// allocations of this size would cost page faults on every call.
+struct BlockBuffers {
+  std::vector<float> acc, ubuf, pv;
+  std::vector<int32_t> idx_v, idx_h, cnt_v, cnt_h, bnd_v, bnd_h;
+};
+
+BlockBuffers& thread_buffers() {
+  thread_local BlockBuffers b;
+  return b;
+}
+
+template <typename T>
+std::vector<T>& at_least(std::vector<T>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+  return v;
+}
+
 struct Block {
   int64_t r0 = 0, rows = 0;
   int64_t nb, n_vis, n_hid, ldv_idx, ldh_idx, nch_v, nch_h;
-  std::vector<float> acc;
-  std::vector<int32_t> idx_v, idx_h, cnt_v, cnt_h, bnd_v, bnd_h;
-  std::vector<float> ubuf, pv;
+  BlockBuffers& buf;
+  std::vector<float>& acc;
+  std::vector<int32_t>&idx_v, &idx_h, &cnt_v, &cnt_h, &bnd_v, &bnd_h;
+  std::vector<float>&ubuf, &pv;
   Block(int64_t nb_, int64_t nv, int64_t nh, int64_t ld_max)
       : nb(nb_), n_vis(nv), n_hid(nh), ldv_idx(nv + 8), ldh_idx(nh + 8),
         nch_v(std::max<int64_t>(1, (nv + kChunkRows - 1) / kChunkRows)),
-        nch_h(std::max<int64_t>(1, (nh + kChunkRows - 1) / kChunkRows)) {
-    acc.resize(static_cast<size_t>(nb * ld_max));
-    idx_v.resize(static_cast<size_t>(nb * ldv_idx));
-    idx_h.resize(static_cast<size_t>(nb * ldh_idx));
-    cnt_v.resize(static_cast<size_t>(nb));
-    cnt_h.resize(static_cast<size_t>(nb));
-    bnd_v.resize(static_cast<size_t>(nb * (nch_v + 1)));
-    bnd_h.resize(static_cast<size_t>(nb * (nch_h + 1)));
-    ubuf.resize(static_cast<size_t>(kChunk));
-    pv.resize(static_cast<size_t>(nb * nv));
-  }
+        nch_h(std::max<int64_t>(1, (nh + kChunkRows - 1) / kChunkRows)),
+        buf(thread_buffers()),
+        acc(at_least(buf.acc, nb * ld_max)),
+        idx_v(at_least(buf.idx_v, nb * ldv_idx)),
+        idx_h(at_least(buf.idx_h, nb * ldh_idx)),
+        cnt_v(at_least(buf.cnt_v, nb)),
+        cnt_h(at_least(buf.cnt_h, nb)),
+        bnd_v(at_least(buf.bnd_v, nb * (nch_v + 1))),
+        bnd_h(at_least(buf.bnd_h, nb * (nch_h + 1))),
+        ubuf(at_least(buf.ubuf, kChunk)),
+        pv(at_least(buf.pv, nb * nv)) {}
 };
 
 // bounds[r, ch] = first list position of chain r with index >= ch * kChunkRows.
