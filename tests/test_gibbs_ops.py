@@ -426,3 +426,33 @@ def test_torch_compile_fullgraph():
     assert len(c) == 3 * len(backends)
     for x, y in zip(c, e):
         assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("backend", [b for b in backend_params(include_missing=False) if b.values[0] != "triton"])
+def test_zero_width_layers(backend):
+    for nv, nh in [(5, 0), (0, 4)]:
+        W, bv, bh = torch.zeros(nv, nh), torch.randn(nv, generator=gen(1)), torch.randn(nh, generator=gen(2))
+        v = binary(3, nv, g=gen(3))
+        ref = gibbs_sweeps(v, W, bv, bh, k=2, return_hidden_prob=True, generator=gen(1), backend="torch")
+        out = gibbs_sweeps(v, W, bv, bh, k=2, return_hidden_prob=True, generator=gen(1), backend=backend)
+        assert all(torch.equal(a, b) for a, b in zip(out, ref))
+
+
+def test_cpu_results_do_not_depend_on_thread_count():
+    # each chain's sums and draws are fixed by its row: any split over threads gives the same bits,
+    # for the table GEMM (64 x 32) and the row sums (300 x 200), with random float weights
+    if gensample._backend.unavailable_reason("cpu", "cpu") is not None:
+        pytest.skip("no cpu backend")
+    g = gen(19)
+    n0 = torch.get_num_threads()
+    try:
+        for nv, nh in [(64, 32), (300, 200)]:
+            W, bv, bh = torch.randn(nv, nh, generator=g), torch.randn(nv, generator=g), torch.randn(nh, generator=g)
+            v = binary(203, nv, g=g, p=0.5)
+            outs = []
+            for t in (1, 2):
+                torch.set_num_threads(t)
+                outs.append(gibbs_sweeps(v, W, bv, bh, k=3, return_hidden_prob=True, generator=gen(3), backend="cpu"))
+            assert all(torch.equal(a, b) for a, b in zip(*outs))
+    finally:
+        torch.set_num_threads(n0)

@@ -281,7 +281,7 @@ def gibbs_half_step(
     _check_finite("bias", bias)
     _check_finite("x", x)
     lead = x.shape[:-1]
-    x2 = _f32(x.reshape(-1, n_in))
+    x2 = _f32(x.reshape(math.prod(lead), n_in))
     seed = _random.draw_seed(generator, x.device)
     state, prob = _op("gibbs_half_step", b)(x2, _f32(weight), _f32(bias), seed, beta, transpose)
     state = state.view(*lead, n_out).to(x.dtype)
@@ -349,7 +349,7 @@ def gaussian_half_step(
     _check_finite("h", h)
     noise_std = sigma32 if beta == 1.0 else (sigma32.double() / math.sqrt(beta)).to(_F32)
     lead = h.shape[:-1]
-    h2 = _f32(h.reshape(-1, n_hid))
+    h2 = _f32(h.reshape(math.prod(lead), n_hid))
     seed = _random.draw_seed(generator, h.device)
     v, mean = _op("gaussian_half_step", b)(h2, _f32(weight), _f32(bias), sigma32, noise_std.contiguous(), seed)
     v = v.view(*lead, n_vis).to(h.dtype)
@@ -426,7 +426,7 @@ def gibbs_sweeps(
     elif not check_binary:
         _check_finite("v", v)
     lead = v.shape[:-1]
-    v2 = _f32(v.reshape(-1, n_vis))
+    v2 = _f32(v.reshape(math.prod(lead), n_vis))
     seed = _random.draw_seed(generator, v.device)
     vk, hk, hp = _op("gibbs_sweeps", b)(v2, _f32(weight), _f32(visible_bias), _f32(hidden_bias), seed, k, beta)
     vk = vk.view(*lead, n_vis).to(v.dtype)
