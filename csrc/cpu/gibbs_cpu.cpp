@@ -276,6 +276,26 @@ GS_ALWAYS_INLINE void sum_rows_impl(const float* GS_RESTRICT W, int64_t ldw, con
     b[v] = zero;
   }
   int32_t q = 0;
+  for (; q + 3 < n; q += 4) {  // 4 rows per iteration: fewer loop branches
+    const float* r0 = W + static_cast<int64_t>(idx[q]) * ldw;
+    const float* r1 = W + static_cast<int64_t>(idx[q + 1]) * ldw;
+    const float* r2 = W + static_cast<int64_t>(idx[q + 2]) * ldw;
+    const float* r3 = W + static_cast<int64_t>(idx[q + 3]) * ldw;
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      if (kDual) {
+        a[v] += *reinterpret_cast<const uvec*>(r0 + 8 * v);
+        b[v] += *reinterpret_cast<const uvec*>(r1 + 8 * v);
+        a[v] += *reinterpret_cast<const uvec*>(r2 + 8 * v);
+        b[v] += *reinterpret_cast<const uvec*>(r3 + 8 * v);
+      } else {
+        a[v] += *reinterpret_cast<const uvec*>(r0 + 8 * v);
+        a[v] += *reinterpret_cast<const uvec*>(r1 + 8 * v);
+        a[v] += *reinterpret_cast<const uvec*>(r2 + 8 * v);
+        a[v] += *reinterpret_cast<const uvec*>(r3 + 8 * v);
+      }
+    }
+  }
   for (; q + 1 < n; q += 2) {
     const float* r0 = W + static_cast<int64_t>(idx[q]) * ldw;
     const float* r1 = W + static_cast<int64_t>(idx[q + 1]) * ldw;
