@@ -23,6 +23,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -934,13 +935,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gibbs_sweeps_cpu(const at::Tensor
   const float fb = static_cast<float>(beta);
 
   // Chains per block: up to 64 (each (row chunk x column tile) block of W is reused by
-  // every chain of the block), at most an even share of the batch per thread.
+  // every chain of the block), about 4 blocks per thread. Threads take blocks from a
+  // shared counter, so a thread that is descheduled (a busy machine) or slowed does not
+  // hold the others up; which thread runs a block does not change its bits.
   const int64_t nthreads = std::max<int64_t>(1, at::get_num_threads());
-  const int64_t nb = std::max<int64_t>(1, std::min<int64_t>(64, (B + nthreads - 1) / nthreads));
+  const int64_t nb = std::max<int64_t>(8, std::min<int64_t>(64, (B + 4 * nthreads - 1) / (4 * nthreads)));
   const int64_t nblocks = (B + nb - 1) / nb;
-  at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, std::min(nthreads, nblocks), 1, [&](int64_t, int64_t) {
     Block S(nb, n_vis, n_hid, std::max(ldv, ldh));
-    for (int64_t blk = b0; blk < b1; ++blk) {
+    for (int64_t blk = next.fetch_add(1); blk < nblocks; blk = next.fetch_add(1)) {
       S.r0 = blk * nb;
       S.rows = std::min(nb, B - S.r0);
       run_block(key, offset, k, fb, to_h, to_v, vin_p, vp, hp, hpp, S);
