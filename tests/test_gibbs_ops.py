@@ -456,3 +456,49 @@ def test_cpu_results_do_not_depend_on_thread_count():
             assert all(torch.equal(a, b) for a, b in zip(*outs))
     finally:
         torch.set_num_threads(n0)
+
+
+_ISA_CHILD = r"""
+import sys, torch
+import gensample
+from gensample.ops import gibbs_sweeps, gibbs_half_step
+g = torch.Generator().manual_seed(21)
+out = {}
+for nv, nh in [(64, 32), (70, 45), (131, 67)]:  # table GEMM, row sums, row sums with tails
+    W = torch.randn(nv, nh, generator=g)
+    bv, bh = torch.randn(nv, generator=g), torch.randn(nh, generator=g)
+    v = (torch.rand(37, nv, generator=g) < 0.5).float()
+    out[f"s{nv}"] = gibbs_sweeps(v, W, bv, bh, k=3, beta=0.7, return_hidden_prob=True,
+                                 generator=torch.Generator().manual_seed(1), backend="cpu")
+    out[f"h{nv}"] = gibbs_half_step(v, W, bh, return_prob=True, generator=torch.Generator().manual_seed(2),
+                                    backend="cpu")
+torch.save(out, sys.argv[1])
+"""
+
+
+def test_cpu_avx2_and_baseline_isa_agree(tmp_path):
+    # the hot loops are compiled twice (AVX2 and baseline x86-64) with the same operations:
+    # random float weights give the same bits on both paths
+    import os
+    import subprocess
+    import sys
+
+    if gensample._backend.unavailable_reason("cpu", "cpu") is not None:
+        pytest.skip("no cpu backend")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(gensample.__file__)))
+    res = {}
+    for name, no_avx2 in [("default", False), ("baseline", True)]:
+        env = dict(os.environ, OMP_NUM_THREADS="2", TRITON_INTERPRET="0", PYTHONPATH=os.pathsep.join(
+            p for p in [root, os.environ.get("PYTHONPATH", "")] if p))
+        env.pop("GENSAMPLE_CPU_NO_AVX2", None)
+        if no_avx2:
+            env["GENSAMPLE_CPU_NO_AVX2"] = "1"
+        path = tmp_path / f"{name}.pt"
+        r = subprocess.run([sys.executable, "-c", _ISA_CHILD, str(path)], env=env, capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        res[name] = torch.load(path)
+    assert res["default"].keys() == res["baseline"].keys()
+    for key in res["default"]:
+        for a, b in zip(res["default"][key], res["baseline"][key]):
+            assert torch.equal(a.view(torch.int32), b.view(torch.int32)), key

@@ -6,13 +6,18 @@
 // * Half-steps: at::mm into the probability output, then one fused parallel epilogue
 //   (bias, beta, gs_sigmoid, the vectorized Philox uniforms / normals, compare) over
 //   contiguous element ranges, in chunks that stay in L1.
-// * gibbs_sweeps: each task owns a block of chains and runs all 2k + 1 half-steps on
-//   it (no barrier between half-steps). States are binary, so x @ W is the sum of the
-//   rows of W where x = 1: the epilogue of each half-step also compacts the indices of
-//   the units that fired, and the next half-step adds those rows of a zero-padded copy
-//   of W (or of W^T) with register-blocked vector adds, a column tile at a time (the
-//   tile of W stays in L1/L2 while the block's chains reuse it). Any summation order is
-//   allowed by the contract; with dyadic weights every order is exact.
+// * gibbs_sweeps: a thread takes a block of chains (up to 64) and runs all 2k + 1
+//   half-steps on it (no barrier between half-steps; blocks handed out from a shared
+//   counter). States are binary, so x @ W is a sum of rows of W, with no multiplies:
+//   - small layers (n_in * n_out <= 4096, e.g. 64 x 32): tables of the sums of every
+//     pattern of 4 consecutive input units (lut_gemm_impl), one table row per 4 inputs;
+//   - otherwise: the epilogue of each half-step also compacts the indices of the units
+//     that fired (AVX2 movemask + table), and the next half-step adds those rows of a
+//     tile-major, zero-padded copy of W (or W^T), 64 columns x 64 rows at a time, so
+//     the block of W stays in L1 while every chain of the block reuses it.
+//   Any summation order is allowed by the contract; with dyadic weights every order
+//   is exact. Probabilities are divided out only for the returned layer; other draws
+//   compare u (1 + e) with 1 and divide only near a tie (draw_from_denom: same bits).
 // Hot loops are compiled for AVX2 and for the baseline ISA (use_avx2()); no FMA.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -49,7 +54,6 @@ using vec = VecOf<float>::vec;
 using uvec = VecOf<float>::uvec;
 
 using ivec = VecOf<float>::ivec;
-typedef int32_t uivec __attribute__((vector_size(32), aligned(4), may_alias));
 
 #define GS_EACH(i) _Pragma("GCC unroll 8") for (int i = 0; i < N; ++i)
 
