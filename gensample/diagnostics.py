@@ -148,43 +148,59 @@ def _fast_len(n):
 # ---------------------------------------------------------------------------
 
 
-def _average_ranks_sorted(s):
-    """1-based average ("fractional") ranks of the sorted rows ``s`` (..., S), ties averaged."""
-    S = s.shape[-1]
-    pos = torch.arange(S, device=s.device).expand_as(s)
-    new = torch.ones_like(s, dtype=torch.bool)
-    new[..., 1:] = s[..., 1:] != s[..., :-1]
-    end = torch.ones_like(new)
-    end[..., :-1] = new[..., 1:]
-    first = torch.cummax(torch.where(new, pos, torch.zeros_like(pos)), dim=-1).values
-    last = torch.cummin(torch.where(end, pos, torch.full_like(pos, S)).flip(-1), dim=-1).values.flip(-1)
-    return (first + last).to(_F64) * 0.5 + 1.0
+def _z_of_sorted(s):
+    """``Phi^-1((r - 3/8)/(S + 1/4))`` for the sorted rows ``s`` (D, S), r the average
+    ("fractional") 1-based ranks: ties share the mean of their ranks, as scipy's
+    ``rankdata(method="average")``. Without ties r = 1..S in every row (one shared vector).
+    Ties are fixed sparsely: only the tied entries are gathered, grouped and looked up in a
+    table of Phi^-1 at the half-integer ranks."""
+    D, S = s.shape
+    r = torch.arange(1, S + 1, device=s.device, dtype=_F64)
+    z0 = torch.special.ndtri((r - 0.375) / (S + 0.25)).expand(D, S)
+    eq = s[:, 1:] == s[:, :-1]
+    if not bool(eq.any()):
+        return z0
+    tied = torch.zeros((D, S), dtype=torch.bool, device=s.device)
+    tied[:, 1:] |= eq
+    tied[:, :-1] |= eq
+    new = torch.ones_like(tied)
+    new[:, 1:] = ~eq
+    end = torch.ones_like(tied)
+    end[:, :-1] = ~eq
+    tp = tied.view(-1).nonzero().squeeze(1)  # flat positions of tied entries, ascending
+    nw, en = new.view(-1)[tp], end.view(-1)[tp]
+    gid = torch.cumsum(nw, 0) - 1  # tie group of each tied entry
+    first, last = tp[nw][gid], tp[en][gid]
+    rank_sum = first + last - 2 * (tp // S) * S  # 2 r - 2, within the row
+    half = torch.arange(2 * S - 1, device=s.device, dtype=_F64) * 0.5 + 1.0
+    z = z0.clone()
+    z.view(-1)[tp] = torch.special.ndtri((half[rank_sum] - 0.375) / (S + 0.25))
+    return z
 
 
 class _Sorted:
-    """Rows (D, S) sorted once: values, the permutation, and whether any row has ties."""
+    """Rows (D, S) sorted once: the values and the permutation."""
 
-    def __init__(self, flat):
-        self.s, self.idx = torch.sort(flat, dim=-1)
+    def __init__(self, flat, stable=False):
+        self.s, self.idx = torch.sort(flat, dim=-1, stable=stable)
         self.S = flat.shape[-1]
-        self._ties = None
 
-    @property
-    def ties(self):
-        if self._ties is None:
-            self._ties = bool((self.s[..., 1:] == self.s[..., :-1]).any())
-        return self._ties
+    def z_sorted(self):
+        """Rank-normalized values in sorted order (see ``_z_of_sorted``)."""
+        return _z_of_sorted(self.s)
 
     def zscale(self):
-        """Rank-normalized values ``Phi^-1((r - 3/8)/(S + 1/4))`` in the original order."""
-        S, s = self.S, self.s
-        if self.ties:
-            r = _average_ranks_sorted(s)
-            zs = torch.special.ndtri((r - 0.375) / (S + 0.25))
-        else:
-            r = torch.arange(1, S + 1, device=s.device, dtype=_F64)
-            zs = torch.special.ndtri((r - 0.375) / (S + 0.25)).expand_as(s)
-        return torch.empty_like(s).scatter_(-1, self.idx, zs)
+        """Rank-normalized values in the original order."""
+        return torch.empty_like(self.s).scatter_(-1, self.idx, self.z_sorted())
+
+    def folded_zscale(self):
+        """Rank-normalized ``|x - median|`` in the original order.
+
+        In sorted order ``|s - median|`` falls then rises (two sorted runs), which a stable
+        (merge) sort orders about twice as fast as random data: no second full sort."""
+        f = (self.s - self.median().unsqueeze(-1)).abs()
+        st2 = _Sorted(f, stable=True)
+        return torch.empty_like(f).scatter_(-1, self.idx.gather(-1, st2.idx), st2.z_sorted())
 
     def median(self):
         S, s = self.S, self.s
@@ -207,6 +223,7 @@ class _Sorted:
 
 def _zscale(flat_rows):
     return _Sorted(flat_rows).zscale()
+
 
 
 # ---------------------------------------------------------------------------
@@ -366,8 +383,7 @@ def _ess_rows(y, method, prob, relative, return_tau=False):
     if method == "folded":
         sp = _split(y)
         flat = sp.reshape(sp.shape[0], -1)
-        f = (flat - _Sorted(flat).median().unsqueeze(-1)).abs()
-        return core(_zscale(f).reshape(sp.shape))
+        return core(_Sorted(flat).folded_zscale().reshape(sp.shape))
     if method in ("quantile", "median"):
         p = 0.5 if method == "median" else prob
         q = _Sorted(y.reshape(y.shape[0], -1)).quantile(p)
@@ -478,10 +494,7 @@ def _rank_parts(y):
     sp = _split(y)
     flat = sp.reshape(sp.shape[0], -1)
     st = _Sorted(flat)
-    zb = st.zscale().reshape(sp.shape)
-    f = (flat - st.median().unsqueeze(-1)).abs()
-    zf = _zscale(f).reshape(sp.shape)
-    return sp, st, zb, zf
+    return sp, st, st.zscale().reshape(sp.shape), st.folded_zscale().reshape(sp.shape)
 
 
 def _rhat_rows(y, method):
@@ -494,7 +507,7 @@ def _rhat_rows(y, method):
     st = _Sorted(flat)
     if method == "z_scale":
         return _rhat_core(st.zscale().reshape(sp.shape))
-    zf = _zscale((flat - st.median().unsqueeze(-1)).abs()).reshape(sp.shape)
+    zf = st.folded_zscale().reshape(sp.shape)
     if method == "folded":
         return _rhat_core(zf)
     return torch.maximum(_rhat_core(st.zscale().reshape(sp.shape)), _rhat_core(zf))
@@ -511,12 +524,12 @@ def mcse_mean(x):
 
 
 def summary(x, *, prob=0.05):
-    """Mean, sd, bulk ESS, tail ESS, rank R-hat and MCSE of the mean of each event entry.
+    """Mean, sd, bulk ESS, tail ESS and rank R-hat of each event entry (one pass of sorting).
 
     Returns a dict of float64 tensors of shape ``event``: ``mean``, ``sd`` (over all draws,
-    ddof 1), ``ess_bulk``, ``ess_tail`` (quantiles ``prob`` and ``1 - prob``), ``rhat``
-    (``"rank"``; NaN with a single chain) and ``mcse_mean``. One sort of the draws serves the
-    bulk ranks, the median and the tail quantiles.
+    ddof 1), ``ess_bulk``, ``ess_tail`` (quantiles ``prob`` and ``1 - prob``) and ``rhat``
+    (``"rank"``; NaN with a single chain). One sort of the draws serves the bulk ranks, the
+    median, the folded ranks (a cheap stable re-sort) and the tail quantiles.
     """
     lo, hi = _tail_prob(prob)
     x = _check_chains(x, what="summary")
@@ -535,7 +548,6 @@ def summary(x, *, prob=0.05):
         out["rhat"] = torch.maximum(_rhat_core(zb), _rhat_core(zf))
     else:
         out["rhat"] = torch.full((D,), float("nan"), dtype=_F64, device=y.device)
-    out["mcse_mean"] = out["sd"] / _ess_core(sp).sqrt()
     return {k: _out(v, event) for k, v in out.items()}
 
 
