@@ -293,18 +293,60 @@ def _combined_rho(mean_acov, chain_mean, n):
 
 
 _CHUNK = 1 << 22  # elements per FFT chunk (keeps the padded spectra cache/memory friendly)
+_SHORT_LAGS = 32  # lags computed by two small GEMMs before falling back to the FFT
+
+
+def _mean_acov_short(yc, B):
+    """Mean over chains of the biased autocovariance at lags 0..B-1 of centred rows yc (D, M, n),
+    by two Gram matrices instead of an FFT.
+
+    Each chain is cut into blocks of B draws (zero padded so that it ends with a whole zero
+    block) and all blocks of a row stacked as Y (M nb, B). With G0 = Y^T Y and
+    G1 = Y[:-1]^T Y[1:], ``sum_i y_i y_{i+t} = sum_a G0[a, a+t] + sum_b G1[b+B-t, b]`` (lags
+    inside a block, and across a block boundary; a chain's trailing zero block makes the pairs
+    across chains vanish). Cost 4 B flops per draw in GEMMs, against an FFT of length >= 2n.
+    """
+    D, M, n = yc.shape
+    nb = -(-n // B) + 1
+    Y = torch.zeros(D, M, nb * B, dtype=yc.dtype, device=yc.device)
+    Y[..., :n] = yc
+    Y = Y.reshape(D, M * nb, B)
+    G0 = torch.matmul(Y.transpose(1, 2), Y)
+    G1 = torch.matmul(Y[:, :-1].transpose(1, 2), Y[:, 1:])
+    out = [torch.diagonal(G0, 0, 1, 2).sum(-1)]
+    for t in range(1, B):
+        out.append(torch.diagonal(G0, t, 1, 2).sum(-1) + torch.diagonal(G1, t - B, 1, 2).sum(-1))
+    return torch.stack(out, -1) / (M * n)
+
+
+def _mean_acov_fft(y):
+    D, M, n = y.shape
+    step = max(1, _CHUNK // max(1, M * n))
+    return torch.cat([_acov_last(y[i:i + step], mean_over=-2) for i in range(0, D, step)])
 
 
 def _ess_core(y, relative=False, return_tau=False):
-    """ArviZ's ``_ess`` on rows: y (D, M, n) float64 -> ESS (D,) (or tau (D,))."""
+    """ArviZ's ``_ess`` on rows: y (D, M, n) float64 -> ESS (D,) (or tau (D,)).
+
+    The autocovariances at the first ``_SHORT_LAGS`` lags come from GEMMs; only the rows whose
+    Geyer sequence has not stopped by then get every lag from the FFT (the result is the same
+    either way: the estimator reads no lag past the one where the sequence stops)."""
     D, M, n = y.shape
     S = M * n
     if D == 0:
         return y.new_zeros(0)
-    step = max(1, _CHUNK // max(1, M * n))
-    acov = torch.cat([_acov_last(y[i:i + step], mean_over=-2) for i in range(0, D, step)])
-    rho = _combined_rho(acov, y.mean(-1), n)
-    tau, _ = _geyer_tau(rho, n)
+    chain_mean = y.mean(-1)
+    B = _SHORT_LAGS
+    if n > 2 * B:
+        acov = _mean_acov_short(y - chain_mean.unsqueeze(-1), B)
+        tau, trunc = _geyer_tau(_combined_rho(acov, chain_mean, n), n)
+        rows = trunc.nonzero().squeeze(1)
+        if rows.numel():
+            acov = _mean_acov_fft(y[rows])
+            t2, _ = _geyer_tau(_combined_rho(acov, chain_mean[rows], n), n)
+            tau = tau.index_put((rows,), t2)
+    else:
+        tau, _ = _geyer_tau(_combined_rho(_mean_acov_fft(y), chain_mean, n), n)
     tau = torch.clamp(tau, min=1.0 / math.log10(S))  # ESS <= S log10(S)
     const = (y.amax((-2, -1)) - y.amin((-2, -1))) < _RESOLUTION
     if return_tau:
