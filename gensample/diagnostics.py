@@ -114,7 +114,9 @@ def _columns(x):
     """(chains, draws, *event) -> float64 (D, chains, draws) contiguous, and the event shape."""
     event = tuple(x.shape[2:])
     c, n = x.shape[0], x.shape[1]
-    y = x.reshape(c, n, -1).to(_F64).permute(2, 0, 1).contiguous()
+    xs = x.reshape(c, n, -1)
+    y = torch.empty((xs.shape[2], c, n), dtype=_F64, device=x.device)
+    y.copy_(xs.permute(2, 0, 1))  # cast and transpose in one pass
     return y, event
 
 
@@ -221,6 +223,26 @@ class _Sorted:
         return b - d * (1 - g) if g >= 0.5 else a + d * g  # numpy's _lerp
 
 
+def _quantile_select(flat, p):
+    """The same value as ``_Sorted(flat).quantile(p)`` without sorting: a selection
+    (``kthvalue``) for the order statistic below the virtual index ``(S-1) p`` and one masked
+    pass for the next one (the smallest value above it, or itself when it is repeated)."""
+    S = flat.shape[-1]
+    v = (S - 1) * float(p)
+    lo = min(max(math.floor(v), 0), S - 1)
+    a = torch.kthvalue(flat, lo + 1, dim=-1).values
+    if v >= S - 1 or v < 0:
+        return a
+    g = v - lo
+    if g == 0.0:
+        return a
+    above = torch.where(flat > a.unsqueeze(-1), flat, torch.full_like(flat, math.inf)).amin(-1)
+    repeated = (flat <= a.unsqueeze(-1)).sum(-1) > lo + 1
+    b = torch.where(repeated, a, above)
+    d = b - a
+    return b - d * (1 - g) if g >= 0.5 else a + d * g  # numpy's _lerp
+
+
 def _zscale(flat_rows):
     return _Sorted(flat_rows).zscale()
 
@@ -296,8 +318,9 @@ _CHUNK = 1 << 22  # elements per FFT chunk (keeps the padded spectra cache/memor
 _SHORT_LAGS = 32  # lags computed by two small GEMMs before falling back to the FFT
 
 
-def _mean_acov_short(yc, B):
-    """Mean over chains of the biased autocovariance at lags 0..B-1 of centred rows yc (D, M, n),
+def _mean_acov_short(y, chain_mean, B):
+    """Mean over chains of the biased autocovariance at lags 0..B-1 of rows y (D, M, n) with
+    chain means ``chain_mean`` (D, M),
     by two Gram matrices instead of an FFT.
 
     Each chain is cut into blocks of B draws (zero padded so that it ends with a whole zero
@@ -306,13 +329,17 @@ def _mean_acov_short(yc, B):
     inside a block, and across a block boundary; a chain's trailing zero block makes the pairs
     across chains vanish). Cost 4 B flops per draw in GEMMs, against an FFT of length >= 2n.
     """
-    D, M, n = yc.shape
+    D, M, n = y.shape
     nb = -(-n // B) + 1
-    Y = torch.zeros(D, M, nb * B, dtype=yc.dtype, device=yc.device)
-    Y[..., :n] = yc
-    Y = Y.reshape(D, M * nb, B)
-    G0 = torch.matmul(Y.transpose(1, 2), Y)
-    G1 = torch.matmul(Y[:, :-1].transpose(1, 2), Y[:, 1:])
+    step = max(1, _CHUNK // (M * nb * B))
+    G0 = y.new_empty(D, B, B)
+    G1 = y.new_empty(D, B, B)
+    for i in range(0, D, step):  # in chunks of rows: the padded copy stays small
+        Y = y.new_zeros(min(step, D - i), M, nb * B)
+        torch.sub(y[i:i + step], chain_mean[i:i + step].unsqueeze(-1), out=Y[..., :n])
+        Y = Y.reshape(Y.shape[0], M * nb, B)
+        torch.matmul(Y.transpose(1, 2), Y, out=G0[i:i + step])
+        torch.matmul(Y[:, :-1].transpose(1, 2), Y[:, 1:], out=G1[i:i + step])
     out = [torch.diagonal(G0, 0, 1, 2).sum(-1)]
     for t in range(1, B):
         out.append(torch.diagonal(G0, t, 1, 2).sum(-1) + torch.diagonal(G1, t - B, 1, 2).sum(-1))
@@ -338,7 +365,7 @@ def _ess_core(y, relative=False, return_tau=False):
     chain_mean = y.mean(-1)
     B = _SHORT_LAGS
     if n > 2 * B:
-        acov = _mean_acov_short(y - chain_mean.unsqueeze(-1), B)
+        acov = _mean_acov_short(y, chain_mean, B)
         tau, trunc = _geyer_tau(_combined_rho(acov, chain_mean, n), n)
         rows = trunc.nonzero().squeeze(1)
         if rows.numel():
@@ -428,14 +455,12 @@ def _ess_rows(y, method, prob, relative, return_tau=False):
         return core(_Sorted(flat).folded_zscale().reshape(sp.shape))
     if method in ("quantile", "median"):
         p = 0.5 if method == "median" else prob
-        q = _Sorted(y.reshape(y.shape[0], -1)).quantile(p)
+        q = _quantile_select(y.reshape(y.shape[0], -1), p)
         return core(_split((y <= q[:, None, None]).to(_F64)))
     if method == "tail":
-        lo, hi = prob
-        st = _Sorted(y.reshape(y.shape[0], -1))
-        q = torch.stack((st.quantile(lo), st.quantile(hi)), 1)  # (D, 2)
-        ind = (y.unsqueeze(1) <= q[:, :, None, None]).to(_F64)  # (D, 2, M, N)
-        e = core(_split(ind.reshape(-1, *y.shape[1:]))).reshape(-1, 2)
+        flat = y.reshape(y.shape[0], -1)
+        e = torch.stack([core(_split((y <= _quantile_select(flat, p)[:, None, None]).to(_F64)))
+                         for p in prob], -1)
         return e.amax(-1) if return_tau else e.amin(-1)
     raise AssertionError(method)
 
