@@ -114,7 +114,7 @@ def _columns(x):
     """(chains, draws, *event) -> float64 (D, chains, draws) contiguous, and the event shape."""
     event = tuple(x.shape[2:])
     c, n = x.shape[0], x.shape[1]
-    xs = x.reshape(c, n, -1)
+    xs = x.reshape(c, n, math.prod(event))
     y = torch.empty((xs.shape[2], c, n), dtype=_F64, device=x.device)
     y.copy_(xs.permute(2, 0, 1))  # cast and transpose in one pass
     return y, event
@@ -517,6 +517,8 @@ def ess(x, method="bulk", *, prob=None, relative=False):
         prob = _tail_prob(prob)
     x = _check_chains(x, what=f"ess(method={method!r})")
     y, event = _columns(x)
+    if y.shape[0] == 0:
+        return y.new_empty(event)
     return _out(_ess_rows(y, method, prob, relative), event)
 
 
@@ -537,6 +539,8 @@ def integrated_autocorr_time(x, method="mean", *, prob=None):
         prob = float(prob)
     x = _check_chains(x, what="integrated_autocorr_time")
     y, event = _columns(x)
+    if y.shape[0] == 0:
+        return y.new_empty(event)
     return _out(_ess_rows(y, method, prob, False, return_tau=True), event)
 
 
@@ -553,6 +557,8 @@ def rhat(x, method="rank"):
     method = _check_method(method, RHAT_METHODS, "rhat")
     x = _check_chains(x, min_chains=2, what=f"rhat(method={method!r})")
     y, event = _columns(x)
+    if y.shape[0] == 0:
+        return y.new_empty(event)
     return _out(_rhat_rows(y, method), event)
 
 
@@ -585,6 +591,8 @@ def mcse_mean(x):
     ddof 1), per event entry; float64 of shape ``event``."""
     x = _check_chains(x, what="mcse_mean")
     y, event = _columns(x)
+    if y.shape[0] == 0:
+        return y.new_empty(event)
     e = _ess_rows(y, "mean", None, False)
     sd = y.reshape(y.shape[0], -1).std(-1, correction=1)
     return _out(sd / e.sqrt(), event)
@@ -602,6 +610,8 @@ def summary(x, *, prob=0.05):
     x = _check_chains(x, what="summary")
     y, event = _columns(x)
     D, M, N = y.shape
+    if D == 0:
+        return {k: y.new_empty(event) for k in ("mean", "sd", "ess_bulk", "ess_tail", "rhat")}
     sp, st, zb, zf = _rank_parts(y)
     flat = y.reshape(D, -1)
     out = {"mean": flat.mean(-1), "sd": flat.std(-1, correction=1)}

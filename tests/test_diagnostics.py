@@ -187,6 +187,8 @@ def test_event_shapes_dtypes_and_chain_lists():
     assert gd.rhat(x[..., 0, 0]).shape == ()
     torch.testing.assert_close(gd.ess(list(x)), e)  # a list of per-chain tensors
     torch.testing.assert_close(gd.rhat(x.half()), gd.rhat(x.half().double()))
+    empty = torch.randn(2, 10, 0, 3)
+    assert gd.ess(empty, "tail").shape == gd.rhat(empty).shape == gd.summary(empty)["rhat"].shape == (0, 3)
 
 
 # ---------------------------------------------------------------------------
