@@ -31,7 +31,8 @@ def ar1(chains, draws, event, rho, seed):
 
 def _inputs():
     g = _gen(0)
-    shifted = torch.randn(4, 800, 3, generator=g, dtype=F64) + torch.tensor([0.0, 0.0, 0.5, 2.0], dtype=F64)[:, None, None]
+    means = torch.tensor([0.0, 0.0, 0.5, 2.0], dtype=F64)[:, None, None]
+    shifted = torch.randn(4, 800, 3, generator=g, dtype=F64) + means
     return {
         "iid_normal": torch.randn(4, 1000, 3, generator=g, dtype=F64),
         "ar1_0.5": ar1(4, 1001, (3,), 0.5, 1),  # odd draws: the split drops the middle draw
