@@ -20,6 +20,7 @@ $(VENV)/.deps: $(VENV)/bin/python
 	$(PIP) install -q --upgrade pip setuptools wheel
 	$(if $(TORCH_SPEC),$(PIP) install -q "$(TORCH_SPEC)")
 	$(PIP) install -q numpy tqdm scipy scikit-learn pytest pytest-benchmark ninja "$(TRITON_SPEC)"
+	$(PIP) install -q arviz-stats  # test-only: diagnostics are checked against ArviZ
 	touch $@
 
 # (re)build the extension whenever a C++/CUDA source or the build script changes

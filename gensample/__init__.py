@@ -13,6 +13,7 @@ from ._ext import cpu_pool_stats, empty_cache
 from ._info import format_info, info
 from .ops import reparameterize_kl
 from . import nn, models, ops, train  # noqa: E402
+from . import diagnostics  # noqa: E402
 from .models import BernoulliRBM, GaussianBernoulliRBM  # noqa: E402
 from .ops import _triton_loader as _tl  # noqa: E402
 
@@ -25,6 +26,7 @@ __all__ = [
     "GaussianBernoulliRBM",
     "BackendUnavailableError",
     "cpu_pool_stats",
+    "diagnostics",
     "empty_cache",
     "format_info",
     "info",

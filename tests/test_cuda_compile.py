@@ -115,6 +115,7 @@ VECTOR_KERNELS = [
     ("csrc/cuda/random_cuda.cu", "philox_fill_kernel", True, False),
     ("csrc/cuda/reparam_cuda.cu", "reparam_kl_fwd_kernel", True, True),
     ("csrc/cuda/reparam_cuda.cu", "reparam_kl_bwd_kernel", True, True),
+    ("csrc/cuda/gibbs_cuda.cu", "gibbs_epilogue_kernel", True, True),
 ]
 
 
