@@ -13,6 +13,8 @@ from ._ext import cpu_pool_stats, empty_cache
 from ._info import format_info, info
 from .ops import reparameterize_kl
 from . import nn, models  # noqa: E402
+from . import targets  # noqa: E402
+from .buffer import ReplayBuffer  # noqa: E402
 from .ops import _triton_loader as _tl  # noqa: E402
 
 _tl.preload()
@@ -21,6 +23,7 @@ del _tl
 __all__ = [
     "BACKENDS",
     "BackendUnavailableError",
+    "ReplayBuffer",
     "cpu_pool_stats",
     "empty_cache",
     "format_info",
@@ -29,4 +32,5 @@ __all__ = [
     "nn",
     "random",
     "reparameterize_kl",
+    "targets",
 ]
