@@ -2,6 +2,7 @@
 ``torch.library`` registration and the torch (reference) backend; the Triton kernels
 sit beside it in ``<op>_triton.py`` and the C++/CUDA kernels under ``csrc/``."""
 from . import random_ops
+from .langevin import langevin_step, langevin_step_, mala_accept_, sgld_step_
 from .reparam import reparameterize_kl
 
-__all__ = ["random_ops", "reparameterize_kl"]
+__all__ = ["random_ops", "reparameterize_kl", "langevin_step", "langevin_step_", "mala_accept_", "sgld_step_"]
