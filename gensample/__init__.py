@@ -11,10 +11,12 @@ from . import random
 from ._backend import BACKENDS, BackendUnavailableError
 from ._ext import cpu_pool_stats, empty_cache
 from ._info import format_info, info
-from .ops import reparameterize_kl
+from .ops import langevin_step, langevin_step_, reparameterize_kl
 from . import nn, models  # noqa: E402
 from . import targets  # noqa: E402
 from .buffer import ReplayBuffer  # noqa: E402
+from . import samplers, optim, ebm  # noqa: E402
+from .samplers import LangevinSampler  # noqa: E402
 from .ops import _triton_loader as _tl  # noqa: E402
 
 _tl.preload()
@@ -23,14 +25,20 @@ del _tl
 __all__ = [
     "BACKENDS",
     "BackendUnavailableError",
+    "LangevinSampler",
     "ReplayBuffer",
     "cpu_pool_stats",
+    "ebm",
     "empty_cache",
     "format_info",
     "info",
+    "langevin_step",
+    "langevin_step_",
     "models",
     "nn",
+    "optim",
     "random",
     "reparameterize_kl",
+    "samplers",
     "targets",
 ]
