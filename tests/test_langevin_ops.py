@@ -301,7 +301,7 @@ def test_bad_input_errors_name_the_argument():
         langevin_step(x.long(), grad.long(), **ok)
     with pytest.raises(ValueError, match="step_size must be > 0"):
         langevin_step(x, grad, step_size=-0.1)
-    with pytest.raises(ValueError, match="step_size must be >= 0 for every chain"):
+    with pytest.raises(ValueError, match="step_size must be finite and >= 0 for every chain"):
         langevin_step(x, grad, step_size=torch.tensor([0.1, -0.1, 0.1, 0.1]))
     with pytest.raises(ValueError, match=r"step_size must be a number or a tensor of shape \(C,\) = \(4,\)"):
         langevin_step(x, grad, step_size=torch.full((3,), 0.1))

@@ -52,6 +52,7 @@ sampler's job (:class:`gensample.LangevinSampler` checks once per run, not per s
 from __future__ import annotations
 
 import math
+import struct
 from typing import Optional, Sequence
 
 import torch
@@ -240,20 +241,44 @@ def _compiling() -> bool:
     return torch.compiler.is_compiling()
 
 
-def _check_values(name: str, t: torch.Tensor, *, positive: bool) -> None:
-    """Value checks of a per-chain tensor: eager CPU only (elsewhere they would sync)."""
+def _check_values(name: str, t: torch.Tensor) -> None:
+    """Value check (finite, >= 0) of a per-chain tensor: eager CPU only (elsewhere it
+    would synchronize with the device, or break a compiled graph)."""
     if _compiling() or t.device.type != "cpu" or t.numel() == 0:
         return
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} must be finite, got non-finite entries")
-    bad = (t <= 0) if positive else (t < 0)
-    if bool(bad.any()):
-        raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'} for every chain, got "
-                         f"{int(bad.sum())} bad entries (min {float(t.min())})")
+    mn, mx = torch.aminmax(t)  # a NaN entry makes both NaN
+    if not (float(mn) >= 0 and float(mx) < math.inf):
+        bad = ~(torch.isfinite(t) & (t >= 0))
+        raise ValueError(f"{name} must be finite and >= 0 for every chain, got {int(bad.sum())} bad "
+                         f"entr{'y' if int(bad.sum()) == 1 else 'ies'} (first at chain {int(bad.nonzero()[0, 0])})")
+
+
+# (C,) tensors of repeated numbers, reused across calls (eager only): a sampler calls
+# the step with the same scalar step size thousands of times.
+_FULL_CACHE: dict = {}
+
+
+def _full(C: int, v: float, device: torch.device) -> torch.Tensor:
+    if _compiling() or (device.type == "cuda" and torch.cuda.is_current_stream_capturing()):
+        return torch.full((C,), v, dtype=_F32, device=device)
+    key = (C, v, device)
+    t = _FULL_CACHE.get(key)
+    if t is None:
+        if len(_FULL_CACHE) >= 64:
+            _FULL_CACHE.clear()
+        with torch.inference_mode(False), torch.no_grad():
+            t = torch.full((C,), v, dtype=_F32, device=device)
+        _FULL_CACHE[key] = t
+    return t
+
+
+def _round_f32(v: float) -> float:
+    return struct.unpack("f", struct.pack("f", v))[0]
 
 
 def _per_chain(name: str, v, C: int, device: torch.device, *, positive: bool) -> tuple[torch.Tensor, float | None]:
-    """A per-chain float32 (C,) tensor from a number or a tensor; also the number (or None)."""
+    """A per-chain float32 (C,) tensor from a number or a tensor; also the number
+    rounded to float32 (None for a tensor)."""
     if isinstance(v, torch.Tensor):
         if v.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
             raise TypeError(f"{name} must be a float or a floating tensor of shape (C,) = ({C},), got dtype {v.dtype}")
@@ -264,16 +289,22 @@ def _per_chain(name: str, v, C: int, device: torch.device, *, positive: bool) ->
         if tuple(v.shape) != (C,):
             raise ValueError(f"{name} must be a number or a tensor of shape (C,) = ({C},) (one value per chain, "
                              f"chains are dim 0 of x), got shape {tuple(v.shape)}")
-        t = v.detach().to(_F32).contiguous()
+        t = v.detach()
+        if t.dtype != _F32:
+            t = t.to(_F32)
+        if not t.is_contiguous():
+            t = t.contiguous()
         # tensor entries may be 0 (a frozen chain); numbers must be > 0 for step_size
-        _check_values(name, t, positive=False)
+        _check_values(name, t)
         return t, None
-    f = _check_real(name, v, positive=positive, nonneg=not positive)
-    return torch.full((C,), f, dtype=_F32, device=device), f
+    f = _round_f32(_check_real(name, v, positive=positive, nonneg=not positive))
+    return _full(C, f, device), f
 
 
-def _default_noise(h: torch.Tensor) -> torch.Tensor:
-    # sqrt(2 h), correctly rounded to float32 (float64 sqrt of an exact float32 2h)
+def _default_noise(h: torch.Tensor, h_num: float | None, C: int, device: torch.device) -> torch.Tensor:
+    """sqrt(2 h) correctly rounded to float32 (the float64 sqrt of the exact float32 2h)."""
+    if h_num is not None:
+        return _full(C, _round_f32(math.sqrt(2.0 * h_num)), device)
     return (h.double() * 2.0).sqrt().float()
 
 
@@ -332,13 +363,20 @@ def _check_pair(x: torch.Tensor, grad: torch.Tensor, xname: str = "x", gname: st
 
 def _as_f32_2d(t: torch.Tensor, C: int, M: int) -> torch.Tensor:
     """A float32 contiguous (C, M) tensor with t's values (a view of t when possible)."""
-    return t.detach().to(_F32).contiguous().view(C, M)
+    if t.requires_grad:
+        t = t.detach()
+    if t.dtype != _F32:
+        t = t.to(_F32)
+    if not t.is_contiguous():
+        t = t.contiguous()
+    return t if t.dim() == 2 else t.view(C, M)
 
 
 def _writable_f32_2d(t: torch.Tensor, C: int, M: int) -> tuple[torch.Tensor, bool]:
     """(buffer, is_view): a float32 contiguous (C, M) view of t, or a copy to write back."""
     if t.dtype == _F32 and t.is_contiguous():
-        return t.detach().view(C, M), True
+        t = t.detach() if t.requires_grad else t
+        return (t if t.dim() == 2 else t.view(C, M)), True
     return t.detach().to(_F32).contiguous().view(C, M), False
 
 
@@ -349,9 +387,9 @@ def _prepare(x, grad, step_size, noise_scale, grad_clip, clip_mode, clamp, gener
     _check_pair(x, grad)
     C = x.shape[0]
     M = math.prod(x.shape[1:])
-    h, _ = _per_chain("step_size", step_size, C, x.device, positive=True)
+    h, h_num = _per_chain("step_size", step_size, C, x.device, positive=True)
     if noise_scale is None:
-        s = _default_noise(h)
+        s = _default_noise(h, h_num, C, x.device)
     else:
         s, _ = _per_chain("noise_scale", noise_scale, C, x.device, positive=False)
     mode, clip = _resolve_clip(grad_clip, clip_mode)
@@ -509,8 +547,8 @@ def mala_accept_(
         _check_float_tensor(nm, e, None, x.device, like="x")
         if tuple(e.shape) != (C,):
             raise ValueError(f"{nm} must have shape (C,) = ({C},) (one energy per chain), got {tuple(e.shape)}")
-    h, _ = _per_chain("step_size", step_size, C, x.device, positive=True)
-    s = _default_noise(h)
+    h, h_num = _per_chain("step_size", step_size, C, x.device, positive=True)
+    s = _default_noise(h, h_num, C, x.device)
     sd = _get_seed(seed, generator, x.device)
     b = _backend.resolve(backend, x.device)
     xb, xv = _writable_f32_2d(x, C, M)
