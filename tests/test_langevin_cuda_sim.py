@@ -248,7 +248,7 @@ def run_mala(sim, tmp_path, *, C, M, per_chain=True, sms=H100_SMS, shift=0, gen_
         h = (torch.rand(C, generator=gen) * 1.2 + 0.05) * h_scale
     else:
         h = torch.full((C,), 0.6 * h_scale)
-    s = L._default_noise(h)
+    s = (h.double() * 2.0).sqrt().float()  # sqrt(2h), correctly rounded
     xp, _ = ops.langevin_step_torch(x, g, h, s, R.substream(base, 0), 0.0, 0, -INF, INF, False)
     gp = xp.clone()
     ep = 0.5 * xp.double().square().sum(1).float()

@@ -206,7 +206,7 @@ def _mala_case(C, M, per_chain, seed_pair, gen):
         h = torch.rand(C, generator=gen) * 1.2 + 0.05
     else:
         h = torch.full((C,), 0.6 if M < 100 else 0.002)
-    s = L._default_noise(h)
+    s = (h.double() * 2.0).sqrt().float()  # sqrt(2h), correctly rounded
     xp, _ = ops.langevin_step_torch(x, g, h, s, R.substream(seed_pair, 0), 0.0, 0, -INF, INF, False)
     gp = xp.clone()
     ep = 0.5 * xp.double().square().sum(1).float()
