@@ -38,6 +38,7 @@ seed pair, and every backend gives the same chain.
 from __future__ import annotations
 
 import math
+import struct
 from typing import Callable, NamedTuple
 
 import torch
@@ -198,12 +199,65 @@ def init_state(x: torch.Tensor, energy_fn: EnergyFn) -> LangevinState:
 # ----------------------------------------------------------------------------
 # parameters
 # ----------------------------------------------------------------------------
+_CLIP_MODES = {"value": 1, "norm": 2}
+
+
+def _round_f32(v: float) -> float:
+    return struct.unpack("f", struct.pack("f", v))[0]
+
+
+def _per_chain(name: str, v, C: int, device: torch.device, *, positive: bool):
+    """``(tensor float32 (C,), number or None)`` from a number or a ``(C,)`` tensor."""
+    if isinstance(v, torch.Tensor):
+        if not v.is_floating_point():
+            raise TypeError(f"{name} must be a number or a floating tensor of shape (C,) = ({C},), got {v.dtype}")
+        if v.device != device:
+            raise ValueError(f"{name} is on {v.device} but the chains are on {device}; put them on one device")
+        if v.dim() == 0:
+            v = v.expand(C)
+        if tuple(v.shape) != (C,):
+            raise ValueError(f"{name} must be a number or a tensor of shape (C,) = ({C},) (one value per chain, "
+                             f"chains are dim 0 of x), got shape {tuple(v.shape)}")
+        t = v.detach().to(_F32).contiguous()
+        if device.type == "cpu" and t.numel() and not bool((torch.isfinite(t) & (t >= 0)).all()):
+            raise ValueError(f"{name} must be finite and >= 0 for every chain")
+        return t, None
+    f = _round_f32(check_real(name, v, positive=positive, nonneg=not positive))
+    return torch.full((C,), f, dtype=_F32, device=device), f
+
+
+def _resolve_clip(grad_clip, clip_mode) -> tuple[int, float]:
+    if not isinstance(clip_mode, str) or clip_mode not in _CLIP_MODES:
+        raise ValueError(f"clip_mode must be one of {tuple(_CLIP_MODES)}, got {clip_mode!r}")
+    if grad_clip is None:
+        return 0, 0.0
+    return _CLIP_MODES[clip_mode], check_real("grad_clip", grad_clip, positive=True)
+
+
+def _resolve_clamp(clamp) -> tuple[float, float]:
+    if clamp is None:
+        return -math.inf, math.inf
+    try:
+        lo, hi = clamp
+    except (TypeError, ValueError):
+        raise ValueError(f"clamp must be None or a pair (lo, hi), got {clamp!r}") from None
+    lo = -math.inf if lo is None else lo
+    hi = math.inf if hi is None else hi
+    for nm, v in (("clamp[0] (lo)", lo), ("clamp[1] (hi)", hi)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
+            raise ValueError(f"{nm} must be a real number or None, got {v!r}")
+    if not float(lo) < float(hi):
+        raise ValueError(f"clamp must be (lo, hi) with lo < hi, got {clamp!r}")
+    return float(lo), float(hi)
+
+
 def make_params(x: torch.Tensor, step_size, *, noise_scale=None, grad_clip=None, clip_mode: str = "value",
                 clamp=None, backend: str | None = None, metropolis: bool = False) -> LangevinParams:
     """Validate and expand step parameters for the chains ``x`` (``C = x.shape[0]``).
 
     ``step_size``/``noise_scale``: numbers or float tensors of shape ``(C,)``;
-    ``noise_scale=None`` means :math:`\\sqrt{2h}`. With ``metropolis=True`` (MALA) the
+    ``noise_scale=None`` means :math:`\\sqrt{2h}` (correctly rounded to float32, as
+    :func:`gensample.langevin_step` computes it). With ``metropolis=True`` (MALA) the
     noise must be the default and clipping/clamping are refused: they would break the
     proposal density the accept ratio assumes.
     """
@@ -215,13 +269,15 @@ def make_params(x: torch.Tensor, step_size, *, noise_scale=None, grad_clip=None,
         if bad:
             raise ValueError(f"metropolis=True (MALA) needs the exact Langevin proposal: {', '.join(bad)} must be "
                              "None (the accept ratio assumes noise sqrt(2 * step_size), no clip, no clamp)")
-    h, _ = _lops._per_chain("step_size", step_size, C, x.device, positive=True)
-    if noise_scale is None:
-        s = _lops._default_noise(h)
+    h, h_num = _per_chain("step_size", step_size, C, x.device, positive=True)
+    if noise_scale is not None:
+        s, _ = _per_chain("noise_scale", noise_scale, C, x.device, positive=False)
+    elif h_num is not None:
+        s = torch.full((C,), _round_f32(math.sqrt(2.0 * h_num)), dtype=_F32, device=x.device)
     else:
-        s, _ = _lops._per_chain("noise_scale", noise_scale, C, x.device, positive=False)
-    mode, clip = _lops._resolve_clip(grad_clip, clip_mode)
-    lo, hi = _lops._resolve_clamp(clamp)
+        s = (h.double() * 2.0).sqrt().float()
+    mode, clip = _resolve_clip(grad_clip, clip_mode)
+    lo, hi = _resolve_clamp(clamp)
     return LangevinParams(h, s, clip, mode, lo, hi, _backend.resolve(backend, x.device))
 
 
@@ -371,9 +427,9 @@ class LangevinSampler:
                 check_real(nm, v, positive=(nm == "step_size"), nonneg=(nm == "noise_scale"))
         self.step_size, self.noise_scale = step_size, noise_scale
         self.grad_clip, self.clip_mode = grad_clip, clip_mode
-        _lops._resolve_clip(grad_clip, clip_mode)
+        _resolve_clip(grad_clip, clip_mode)
         self.clamp = clamp
-        _lops._resolve_clamp(clamp)
+        _resolve_clamp(clamp)
         self.metropolis = bool(metropolis)
         if self.metropolis:
             bad = [n for n, v in (("noise_scale", noise_scale), ("grad_clip", grad_clip), ("clamp", clamp))
