@@ -386,6 +386,22 @@ _COMPILE_SCRIPT = textwrap.dedent(r"""
     build(lt._sgld_kernel, dict(ELEM=tl.float32, BLOCK=lt._SGLD_BLOCK),
           {"tab_ptr": "*i64", "prog_ptr": "*i32", "seed_ptr": "*i64", "lr": "fp32", "noise": "fp32", "wd": "fp32"},
           fusion=True)
+    # torch.compile (Inductor) regenerates user kernels' source (with their @triton.jit
+    # helpers and constexpr globals) and compiles it with FP fusion on: still FMA-free.
+    import importlib.util, os, tempfile
+    from torch._inductor.codegen.triton import TritonKernel
+    from torch._inductor.codegen.wrapper import user_defined_triton_kernel_transitive_closure_source_code
+    src = (TritonKernel.gen_common_triton_imports() + "\n@triton.jit\n"
+           + user_defined_triton_kernel_transitive_closure_source_code(lt._step_kernel))
+    path = os.path.join(tempfile.mkdtemp(), "gen_step.py")
+    with open(path, "w") as f:
+        f.write(src)
+    spec = importlib.util.spec_from_file_location("gen_step", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    c = build(mod._step_kernel, dict(CLIP_MODE=2, PER_CHAIN=True, M4=True, CLAMP=True, IDX64=False,
+                                     BLOCK=lt._STEP_BLOCK), st, fusion=True)
+    assert not any(o.startswith("fma") for o in ops_of(c)), "fma in the regenerated step kernel"
     print("OK")
 """)
 

@@ -75,6 +75,15 @@ __global__ void __launch_bounds__(kThreads)
   kernels::sgld_thread(ch, seed, seed_stride, blockIdx.x, threadIdx.x, blockDim.x);
 }
 
+// Resident blocks per SM of a kernel at kThreads threads (the grid is one wave of
+// them). An occupancy query (host only, no sync), made once per kernel.
+template <typename Kernel>
+int query_blocks_per_sm(Kernel kernel) {
+  int n = 0;
+  C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kThreads, 0));
+  return n > 0 ? n : 1;
+}
+
 // --- checks --------------------------------------------------------------------------
 
 void check_f32(const at::Tensor& t, const char* op, const char* name, const at::Tensor& x) {
@@ -103,16 +112,21 @@ int64_t check_x(const at::Tensor& x, const char* op) {
 
 // --- langevin_step ------------------------------------------------------------------
 
-template <int kMode>
-void launch_step_mode(const kernels::LangevinStepArgs& a, bool clamp, const kernels::ElementwiseLaunch& c,
-                      cudaStream_t stream) {
-  const auto blocks = static_cast<unsigned int>(c.blocks);
-  if (clamp) {
-    langevin_step_kernel<kMode, true><<<blocks, c.threads, 0, stream>>>(a, c.groups);
-  } else {
-    langevin_step_kernel<kMode, false><<<blocks, c.threads, 0, stream>>>(a, c.groups);
-  }
+template <int kMode, bool kClamp>
+void launch_step(const kernels::LangevinStepArgs& a, int sms, cudaStream_t stream) {
+  static const int occ = query_blocks_per_sm(langevin_step_kernel<kMode, kClamp>);
+  const kernels::ElementwiseLaunch c = kernels::elementwise_launch(a.numel, sms, occ);
+  langevin_step_kernel<kMode, kClamp><<<static_cast<unsigned int>(c.blocks), c.threads, 0, stream>>>(a, c.groups);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+template <int kMode>
+void launch_step_mode(const kernels::LangevinStepArgs& a, bool clamp, int sms, cudaStream_t stream) {
+  if (clamp) {
+    launch_step<kMode, true>(a, sms, stream);
+  } else {
+    launch_step<kMode, false>(a, sms, stream);
+  }
 }
 
 at::Tensor step_into(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& out, const at::Tensor& step_size,
@@ -138,7 +152,8 @@ at::Tensor step_into(const at::Tensor& x, const at::Tensor& grad, const at::Tens
   at::Tensor scale;
   if (clip_mode == 2) scale = at::empty({C}, x.options());
   if (need_norm) {
-    const kernels::ChainReduceLaunch L = kernels::chain_reduce_launch(C, M, sms);
+    static const int occ = query_blocks_per_sm(chain_norm_kernel);
+    const kernels::ChainReduceLaunch L = kernels::chain_reduce_launch(C, M, sms, occ);
     at::Tensor ws;
     if (L.nseg > 1) ws = at::empty({C * L.nseg}, x.options().dtype(at::kDouble));
     const kernels::NormArgs na = kernels::make_norm_args(
@@ -158,11 +173,10 @@ at::Tensor step_into(const at::Tensor& x, const at::Tensor& grad, const at::Tens
       step_size.stride(0), noise_scale.const_data_ptr<float>(), noise_scale.stride(0),
       clip_mode == 2 ? scale.const_data_ptr<float>() : nullptr, seed.const_data_ptr<int64_t>(), seed.stride(0), C, M,
       static_cast<float>(grad_clip), static_cast<float>(clamp_lo), static_cast<float>(clamp_hi));
-  const kernels::ElementwiseLaunch c = kernels::elementwise_launch(numel, sms);
   switch (clip_mode) {
-    case 0: launch_step_mode<langevin::kClipNone>(a, clamp, c, stream); break;
-    case 1: launch_step_mode<langevin::kClipValue>(a, clamp, c, stream); break;
-    default: launch_step_mode<langevin::kClipNorm>(a, clamp, c, stream); break;
+    case 0: launch_step_mode<langevin::kClipNone>(a, clamp, sms, stream); break;
+    case 1: launch_step_mode<langevin::kClipValue>(a, clamp, sms, stream); break;
+    default: launch_step_mode<langevin::kClipNorm>(a, clamp, sms, stream); break;
   }
   return grad_norm;
 }
@@ -208,7 +222,8 @@ std::tuple<at::Tensor, at::Tensor> mala_accept__cuda(at::Tensor& x, at::Tensor& 
   const int64_t M = x.numel() / C;
   const int sms = sm_count(x.device().index());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const kernels::ChainReduceLaunch L = kernels::chain_reduce_launch(C, M, sms);
+  static const int reduce_occ = query_blocks_per_sm(mala_reduce_kernel);
+  const kernels::ChainReduceLaunch L = kernels::chain_reduce_launch(C, M, sms, reduce_occ);
   at::Tensor ws;
   if (L.nseg > 1) ws = at::empty({C * 2 * L.nseg}, x.options().dtype(at::kDouble));
   const kernels::MalaArgs a = kernels::make_mala_args(
@@ -225,7 +240,8 @@ std::tuple<at::Tensor, at::Tensor> mala_accept__cuda(at::Tensor& x, at::Tensor& 
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   if (M > 0) {
-    const kernels::ElementwiseLaunch c = kernels::elementwise_launch(C * M, sms);
+    static const int select_occ = query_blocks_per_sm(mala_select_kernel);
+    const kernels::ElementwiseLaunch c = kernels::elementwise_launch(C * M, sms, select_occ);
     mala_select_kernel<<<static_cast<unsigned int>(c.blocks), c.threads, 0, stream>>>(a, c.groups);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }

@@ -87,11 +87,19 @@ struct ElementwiseLaunch {
   int threads;
 };
 
-GS_HOST_DEVICE ElementwiseLaunch elementwise_launch(int64_t numel, int sm_count) {
+// Blocks for `work` block-sized items: at most one wave of the kernel's resident
+// blocks (blocks_per_sm: the launcher's occupancy query; a grid-stride loop does the
+// rest, and a grid of whole waves has no partial tail wave).
+GS_HOST_DEVICE int64_t wave_blocks(int64_t work, int sm_count, int blocks_per_sm) {
+  const int64_t cap = static_cast<int64_t>(sm_count > 0 ? sm_count : 1) * (blocks_per_sm > 0 ? blocks_per_sm : 1);
+  return min64(work, cap);
+}
+
+GS_HOST_DEVICE ElementwiseLaunch elementwise_launch(int64_t numel, int sm_count, int blocks_per_sm = kBlocksPerSm) {
   ElementwiseLaunch c;
   c.groups = ceil_div(numel, 4);
   c.threads = kThreads;
-  c.blocks = grid_blocks(ceil_div(c.groups, kThreads), sm_count);
+  c.blocks = wave_blocks(ceil_div(c.groups, kThreads), sm_count, blocks_per_sm);
   return c;
 }
 
@@ -176,17 +184,18 @@ struct ChainReduceLaunch {
   int threads;
 };
 
-GS_HOST_DEVICE ChainReduceLaunch chain_reduce_launch(int64_t C, int64_t M, int sm_count) {
+GS_HOST_DEVICE ChainReduceLaunch chain_reduce_launch(int64_t C, int64_t M, int sm_count,
+                                                     int blocks_per_sm = kBlocksPerSm) {
   ChainReduceLaunch c;
   c.threads = kThreads;
-  const int64_t wave = static_cast<int64_t>(sm_count > 0 ? sm_count : 1) * kBlocksPerSm;
+  const int64_t wave = wave_blocks(0x7FFFFFFFFFFFFFFFLL, sm_count, blocks_per_sm);
   const int64_t max_seg = max64(1, M / kMinSegment);
   int64_t nseg = C >= wave ? 1 : min64(max_seg, ceil_div(wave, max64(C, 1)));
   if (nseg < 1) nseg = 1;
   c.seg_len = ceil_div(ceil_div(max64(M, 1), nseg), 4) * 4;
   c.nseg = M > 0 ? ceil_div(M, c.seg_len) : 1;
   c.items = C * c.nseg;
-  c.blocks = grid_blocks(c.items, sm_count);
+  c.blocks = min64(c.items, wave);
   return c;
 }
 
