@@ -267,9 +267,9 @@ def test_mala_public_api():
 # ----------------------------------------------------------------------------------
 # SGLD
 # ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("wd", [0.0, 0.01])
-def test_sgld_list_bit_identical(wd):
-    gen = torch.Generator().manual_seed(int(wd * 1000) + 1)
+def test_sgld_list_bit_identical():
+    wd = 0.01
+    gen = torch.Generator().manual_seed(1)
     shapes = [(1,), (5,), (0,), (3, 7), (1003,), (2, 2)]
     params = [torch.randn(s, generator=gen) for s in shapes]
     grads = [torch.randn(s, generator=gen) * 2 for s in shapes]
@@ -367,7 +367,7 @@ _COMPILE_SCRIPT = textwrap.dedent(r"""
         return [t[1] if t[0].startswith("@") and len(t) > 1 else t[0] for t in lines]
 
     st = {"seed_ptr": "*i64", "numel": "i32", "M": "i32", "clip": "fp32", "lo": "fp32", "hi": "fp32"}
-    for mode, per_chain, m4 in ((1, False, True), (2, True, True), (0, True, False)):
+    for mode, per_chain, m4 in ((2, True, True), (1, True, False)):
         c = build(lt._step_kernel, dict(CLIP_MODE=mode, PER_CHAIN=per_chain, M4=m4, CLAMP=True, IDX64=False,
                                         BLOCK=lt._STEP_BLOCK), st, fusion=True)
         body = ops_of(c)
@@ -375,13 +375,11 @@ _COMPILE_SCRIPT = textwrap.dedent(r"""
         assert sum(o.startswith("ld.global") and ".v4." in o for o in body) >= 2, "no 16-byte vector loads"
         assert any(o.startswith("st.global") and ".v4." in o for o in body), "no 16-byte vector stores"
     rt = {"clip": "fp32", "C": "i32", "M": "i32"}
-    for mala in (False, True):
-        build(lt._chain_reduce_kernel, dict(MALA=mala, PARTIAL=False, WANT_NORM=True, WANT_SCALE=True,
-                                            BLOCK_C=2, W=1024), dict(rt, seed_ptr="*i64", part_ptr="*fp64",
-                                                                     acc_ptr="*i1"))
-        build(lt._chain_finalize_kernel, dict(MALA=mala, WANT_NORM=True, WANT_SCALE=True, BLOCK_C=64,
-                                              BLOCK_S=8), dict(rt, seed_ptr="*i64", part_ptr="*fp64",
-                                                               acc_ptr="*i1"))
+    rt = dict(rt, seed_ptr="*i64", part_ptr="*fp64", acc_ptr="*i1")
+    for mala, partial in ((False, True), (True, False)):
+        build(lt._chain_reduce_kernel, dict(MALA=mala, PARTIAL=partial, WANT_NORM=True, WANT_SCALE=True,
+                                            BLOCK_C=2, W=1024), rt)
+    build(lt._chain_finalize_kernel, dict(MALA=True, WANT_NORM=False, WANT_SCALE=False, BLOCK_C=64, BLOCK_S=8), rt)
     build(lt._mala_select_kernel, dict(BLOCK_C=2, W=1024), {"acc_ptr": "*i1"})
     build(lt._sgld_kernel, dict(ELEM=tl.float32, BLOCK=lt._SGLD_BLOCK),
           {"tab_ptr": "*i64", "prog_ptr": "*i32", "seed_ptr": "*i64", "lr": "fp32", "noise": "fp32", "wd": "fp32"},
