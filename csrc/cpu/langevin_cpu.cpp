@@ -5,7 +5,7 @@
 // Work decomposition (all ops): the flat element range [0, C * M) of x (chains are
 // rows of length M) is cut into tasks of kGrain elements at fixed boundaries
 // (multiples of kGrain, hence of 4: whole Philox counters), independent of the
-// thread count; at::parallel_for spreads the tasks. A task walks its range in
+// thread count; workers claim tasks dynamically (parallel_tasks). A task walks its range in
 // sub-blocks of kSub elements: the sub-block's normals are generated into an L1
 // buffer with the vectorized Philox + Box-Muller of random_cpu.cpp (normal_fill),
 // then the step runs over each chain segment of the sub-block (a loop over the
@@ -20,7 +20,7 @@
 //   * want_norm without norm clipping: the sums are taken in the step pass;
 //   * mala_accept_: one pass over x, grad, x', grad' for both residual sums, the
 //     per-chain decision, then a pass that copies only the accepted chains' rows;
-//   * sgld_step_: one at::parallel_for over the chunks of all tensors of the list.
+//   * sgld_step_: one parallel region over the chunks of all tensors of the list.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -29,6 +29,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -131,6 +132,37 @@ GS_DEFINE_LOOPS(_avx2, GS_TARGET_AVX2)
 double sumsq(const float* p, int64_t n) { return GS_PICK(sumsq, (p, n)); }
 
 // ---------------------------------------------------------------------------
+// Dynamic scheduling of the tasks: each of the (at most) at::get_num_threads()
+// workers claims the next task from an atomic counter, so a worker that the OS
+// preempts (a busy or shared machine) does not leave half of the work waiting
+// behind it, as a static split would. Results do not depend on which worker runs
+// which task. f(t, scratch) with a per-worker L1 scratch of 2 x kSub floats.
+struct Scratch {
+  alignas(64) float a[kSub];
+  alignas(64) float b[kSub];
+};
+
+template <typename F>
+void parallel_tasks(int64_t ntasks, const F& f) {
+  if (ntasks <= 0) return;
+  const int64_t nw = std::min<int64_t>(at::get_num_threads(), ntasks);
+  if (nw <= 1 || at::in_parallel_region()) {
+    Scratch sc;
+    for (int64_t t = 0; t < ntasks; ++t) f(t, sc);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, nw, 1, [&](int64_t w0, int64_t w1) {
+    Scratch sc;
+    for (int64_t w = w0; w < w1; ++w) {  // one worker per index; loop kept for generality
+      for (int64_t t = next.fetch_add(1, std::memory_order_relaxed); t < ntasks;
+           t = next.fetch_add(1, std::memory_order_relaxed))
+        f(t, sc);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------
 // Task geometry over the flat range [0, N) of a (C, M) tensor.
 
 struct Flat {
@@ -213,33 +245,29 @@ struct StepArgs {
 
 template <int kMode, bool kClamp>
 void step_pass(const Flat& F, const StepArgs& a) {
-  at::parallel_for(0, F.ntasks, 1, [&](int64_t t0, int64_t t1) {
-    alignas(64) float eps[kSub];
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t b0 = t * kGrain, b1 = std::min(F.N, b0 + kGrain);
-      if (a.slots) {
-        for_segments(F, b0, b1, [&](int64_t c, int64_t, int64_t) { a.slots[t + c] = 0.0; });
-      }
-      for (int64_t s0 = b0; s0 < b1; s0 += kSub) {
-        const int64_t s1 = std::min(b1, s0 + kSub);
-        normal_fill(a.key, a.offset, static_cast<uint64_t>(s0), s1 - s0, eps);
-        for_segments(F, s0, s1, [&](int64_t c, int64_t e0, int64_t e1) {
-          step_segment<kMode, kClamp>(a.x + e0, a.g + e0, eps + (e0 - s0), e1 - e0, a.h[c], a.s[c], a.clip,
-                                      kMode == lg::kClipNorm ? a.scale[c] : 1.0f, a.lo, a.hi, a.out + e0);
-          if (a.slots) a.slots[t + c] += sumsq(a.g + e0, e1 - e0);
-        });
-      }
+  parallel_tasks(F.ntasks, [&](int64_t t, Scratch& sc) {
+    float* eps = sc.a;
+    const int64_t b0 = t * kGrain, b1 = std::min(F.N, b0 + kGrain);
+    if (a.slots) {
+      for_segments(F, b0, b1, [&](int64_t c, int64_t, int64_t) { a.slots[t + c] = 0.0; });
+    }
+    for (int64_t s0 = b0; s0 < b1; s0 += kSub) {
+      const int64_t s1 = std::min(b1, s0 + kSub);
+      normal_fill(a.key, a.offset, static_cast<uint64_t>(s0), s1 - s0, eps);
+      for_segments(F, s0, s1, [&](int64_t c, int64_t e0, int64_t e1) {
+        step_segment<kMode, kClamp>(a.x + e0, a.g + e0, eps + (e0 - s0), e1 - e0, a.h[c], a.s[c], a.clip,
+                                    kMode == lg::kClipNorm ? a.scale[c] : 1.0f, a.lo, a.hi, a.out + e0);
+        if (a.slots) a.slots[t + c] += sumsq(a.g + e0, e1 - e0);
+      });
     }
   });
 }
 
 // Per-chain sums of g^2 into slots (the reduction pass of norm clipping).
 void sumsq_pass(const Flat& F, const float* g, double* slots) {
-  at::parallel_for(0, F.ntasks, 1, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t b0 = t * kGrain, b1 = std::min(F.N, b0 + kGrain);
-      for_segments(F, b0, b1, [&](int64_t c, int64_t e0, int64_t e1) { slots[t + c] = sumsq(g + e0, e1 - e0); });
-    }
+  parallel_tasks(F.ntasks, [&](int64_t t, Scratch&) {
+    const int64_t b0 = t * kGrain, b1 = std::min(F.N, b0 + kGrain);
+    for_segments(F, b0, b1, [&](int64_t c, int64_t e0, int64_t e1) { slots[t + c] = sumsq(g + e0, e1 - e0); });
   });
 }
 
@@ -363,23 +391,22 @@ std::tuple<at::Tensor, at::Tensor> mala_accept_cpu(at::Tensor& x, at::Tensor& gr
   std::vector<double> sums(static_cast<size_t>(2 * C), 0.0);
   if (F.N > 0) {
     std::vector<double> slots(static_cast<size_t>(2 * F.nslots()));
-    at::parallel_for(0, F.ntasks, 1, [&](int64_t t0, int64_t t1) {
-      alignas(64) float fwd[kSub], bwd[kSub];
-      for (int64_t t = t0; t < t1; ++t) {
-        const int64_t b0 = t * kGrain, b1 = std::min(F.N, b0 + kGrain);
-        for_segments(F, b0, b1, [&](int64_t c, int64_t, int64_t) {
-          slots[2 * (t + c)] = 0.0;
-          slots[2 * (t + c) + 1] = 0.0;
+    parallel_tasks(F.ntasks, [&](int64_t t, Scratch& sc) {
+      float* fwd = sc.a;
+      float* bwd = sc.b;
+      const int64_t b0 = t * kGrain, b1 = std::min(F.N, b0 + kGrain);
+      for_segments(F, b0, b1, [&](int64_t c, int64_t, int64_t) {
+        slots[2 * (t + c)] = 0.0;
+        slots[2 * (t + c) + 1] = 0.0;
+      });
+      for (int64_t s0 = b0; s0 < b1; s0 += kSub) {
+        const int64_t s1 = std::min(b1, s0 + kSub);
+        for_segments(F, s0, s1, [&](int64_t c, int64_t e0, int64_t e1) {
+          const int64_t n = e1 - e0;
+          GS_PICK(mala_res, (xv + e0, gv + e0, xp + e0, gp + e0, n, h[c], fwd, bwd));
+          slots[2 * (t + c)] += sumsq(fwd, n);
+          slots[2 * (t + c) + 1] += sumsq(bwd, n);
         });
-        for (int64_t s0 = b0; s0 < b1; s0 += kSub) {
-          const int64_t s1 = std::min(b1, s0 + kSub);
-          for_segments(F, s0, s1, [&](int64_t c, int64_t e0, int64_t e1) {
-            const int64_t n = e1 - e0;
-            GS_PICK(mala_res, (xv + e0, gv + e0, xp + e0, gp + e0, n, h[c], fwd, bwd));
-            slots[2 * (t + c)] += sumsq(fwd, n);
-            slots[2 * (t + c) + 1] += sumsq(bwd, n);
-          });
-        }
       }
     });
     std::vector<double> tmp(static_cast<size_t>(C));
@@ -408,16 +435,14 @@ std::tuple<at::Tensor, at::Tensor> mala_accept_cpu(at::Tensor& x, at::Tensor& gr
   if (F.N > 0) {
     float* xo = x.mutable_data_ptr<float>();
     float* go = grad.mutable_data_ptr<float>();
-    at::parallel_for(0, F.ntasks, 1, [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) {
-        const int64_t b0 = t * kGrain, b1 = std::min(F.N, b0 + kGrain);
-        for_segments(F, b0, b1, [&](int64_t c, int64_t e0, int64_t e1) {
-          if (!acc[c]) return;
-          const size_t bytes = static_cast<size_t>(e1 - e0) * sizeof(float);
-          std::memcpy(xo + e0, xp + e0, bytes);
-          std::memcpy(go + e0, gp + e0, bytes);
-        });
-      }
+    parallel_tasks(F.ntasks, [&](int64_t t, Scratch&) {
+      const int64_t b0 = t * kGrain, b1 = std::min(F.N, b0 + kGrain);
+      for_segments(F, b0, b1, [&](int64_t c, int64_t e0, int64_t e1) {
+        if (!acc[c]) return;
+        const size_t bytes = static_cast<size_t>(e1 - e0) * sizeof(float);
+        std::memcpy(xo + e0, xp + e0, bytes);
+        std::memcpy(go + e0, gp + e0, bytes);
+      });
     });
   }
   return {accepted, log_alpha};
@@ -456,15 +481,12 @@ void sgld_step_cpu(at::TensorList params, at::TensorList grads, double lr, doubl
   }
   const float lrf = static_cast<float>(lr), nsf = static_cast<float>(noise_scale),
               wdf = static_cast<float>(weight_decay);
-  at::parallel_for(0, static_cast<int64_t>(tasks.size()), 1, [&](int64_t t0, int64_t t1) {
-    alignas(64) float eps[kSub];
-    for (int64_t t = t0; t < t1; ++t) {
-      const Task& T = tasks[t];
-      for (int64_t s0 = 0; s0 < T.n; s0 += kSub) {
-        const int64_t n = std::min(kSub, T.n - s0);
-        normal_fill(key, offset, T.base + static_cast<uint64_t>(s0), n, eps);
-        GS_PICK(sgld_loop, (T.p + s0, T.g + s0, eps, n, lrf, nsf, wdf));
-      }
+  parallel_tasks(static_cast<int64_t>(tasks.size()), [&](int64_t t, Scratch& sc) {
+    const Task& T = tasks[t];
+    for (int64_t s0 = 0; s0 < T.n; s0 += kSub) {
+      const int64_t n = std::min(kSub, T.n - s0);
+      normal_fill(key, offset, T.base + static_cast<uint64_t>(s0), n, sc.a);
+      GS_PICK(sgld_loop, (T.p + s0, T.g + s0, sc.a, n, lrf, nsf, wdf));
     }
   });
 }
