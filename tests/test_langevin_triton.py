@@ -287,6 +287,24 @@ def test_sgld_list_bit_identical():
         assert_bits(a, b, f"params[{k}] (second step)")
 
 
+def test_sgld_per_tensor_launches_match(monkeypatch):
+    """The per-tensor launches (what torch.compile traces) give the same numbers."""
+    from gensample.ops import langevin_triton as lt
+
+    gen = torch.Generator().manual_seed(3)
+    shapes = [(6,), (0,), (3, 3), (1,)]
+    params = [torch.randn(s, generator=gen) for s in shapes]
+    grads = [torch.randn(s, generator=gen) for s in shapes]
+    seed = R.seed_pair(2**64 - 5, 2**64 - 3)
+    want = [p.clone() for p in params]
+    ops.sgld_step__torch(want, grads, 0.01, 0.3, 0.1, seed)
+    monkeypatch.setattr(lt, "_SGLD_PER_TENSOR", True)
+    got = [p.clone() for p in params]
+    ops.sgld_step__triton(got, grads, 0.01, 0.3, 0.1, seed)
+    for k, (a, b) in enumerate(zip(got, want)):
+        assert_bits(a, b, f"params[{k}]")
+
+
 def test_sgld_noise_follows_stream_bases():
     """theta = 0, grad = 0: tensor k holds normal-stream elements base_k .. base_k + n_k - 1."""
     shapes = [(3,), (6,), (1,), (9,)]
@@ -381,6 +399,8 @@ _COMPILE_SCRIPT = textwrap.dedent(r"""
                                             BLOCK_C=2, W=1024), rt)
     build(lt._chain_finalize_kernel, dict(MALA=True, WANT_NORM=False, WANT_SCALE=False, BLOCK_C=64, BLOCK_S=8), rt)
     build(lt._mala_select_kernel, dict(BLOCK_C=2, W=1024), {"acc_ptr": "*i1"})
+    build(lt._sgld_one_kernel, dict(BLOCK=lt._SGLD_BLOCK), {"seed_ptr": "*i64", "numel": "i64", "cbase": "i64",
+                                                          "lr": "fp32", "noise": "fp32", "wd": "fp32"})
     build(lt._sgld_kernel, dict(ELEM=tl.float32, BLOCK=lt._SGLD_BLOCK),
           {"tab_ptr": "*i64", "prog_ptr": "*i32", "seed_ptr": "*i64", "lr": "fp32", "noise": "fp32", "wd": "fp32"},
           fusion=True)

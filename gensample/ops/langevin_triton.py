@@ -49,8 +49,12 @@ SGLD: one launch for the whole list. A device table holds, per tensor, the addre
 of the parameter and its gradient, its size and its stream base ``base_k`` (the sizes
 before it rounded up to multiples of 4), and a second table maps each program to its
 tensor and block. The tables depend only on the tensors' addresses and sizes, so they
-are built once per list and cached (the optimizer's parameters do not move); building
-one copies a small pinned host buffer to the device asynchronously.
+are built once per list and cached (at most 16 lists; the optimizer's parameters do
+not move, gradients re-allocated by ``zero_grad(set_to_none=True)`` usually come back
+at the same addresses); building one copies a small pinned host buffer to the device
+asynchronously. Traced tensors (``torch.compile``) have no addresses, so there the op
+launches one kernel per tensor instead (same numbers). The table kernel cannot prove
+16-byte alignment of the loaded addresses, so it uses 4-byte (coalesced) accesses.
 """
 from __future__ import annotations
 
@@ -332,6 +336,26 @@ def _sgld_kernel(tab_ptr, prog_ptr, seed_ptr, lr, noise, wd, ELEM: tl.constexpr,
     tl.store(th_ptr + idx, y.to(ELEM), mask=mask)
 
 
+@triton.jit
+def _sgld_one_kernel(th_ptr, gr_ptr, seed_ptr, numel, cbase, lr, noise, wd, BLOCK: tl.constexpr):
+    """_sgld_kernel for one tensor (the per-tensor launches used under torch.compile)."""
+    W: tl.constexpr = 4 * BLOCK
+    j = tl.program_id(0).to(tl.int64)
+    idx = j * W + tl.arange(0, W).to(tl.int64)
+    mask = idx < numel
+    th = tl.load(th_ptr + idx, mask=mask, other=0.0).to(tl.float32)
+    g = tl.load(gr_ptr + idx, mask=mask, other=0.0).to(tl.float32)
+    seed = tl.load(seed_ptr)
+    offset = tl.load(seed_ptr + 1)
+    w0, w1, w2, w3 = philox_words(seed, offset + (cbase + j * BLOCK + tl.arange(0, BLOCK).to(tl.int64)))
+    z0, z1, z2, z3 = normal4(w0, w1, w2, w3)
+    eps = interleave4(z0, z1, z2, z3)
+    g2 = fadd(g, fmul(tl.zeros_like(th) + wd, th))
+    y = fsub(th, fmul(tl.zeros_like(th) + lr, g2))
+    y = fadd(y, fmul(tl.zeros_like(th) + noise, eps))
+    tl.store(th_ptr + idx, y.to(th_ptr.dtype.element_ty), mask=mask)
+
+
 # --- launch configuration -------------------------------------------------------------------
 def _next_pow2(n: int) -> int:
     return 1 << max(0, int(n) - 1).bit_length()
@@ -509,6 +533,8 @@ _TL_DTYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat
               torch.float64: tl.float64}
 _TABLES: "OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor, int]]" = OrderedDict()
 _TABLES_MAX = 16
+# Force the per-tensor launches (tests; torch.compile always uses them).
+_SGLD_PER_TENSOR = False
 
 
 def _sgld_tables(params: List[torch.Tensor], grads: List[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -561,6 +587,17 @@ def sgld_step__triton(params: List[torch.Tensor], grads: List[torch.Tensor], lr:
         if not (p.is_contiguous() and g.is_contiguous()):
             raise ValueError(f"{op}: params[{i}] and grads[{i}] must be contiguous")
     _check_seed(seed, dev, op)
+    if torch.compiler.is_compiling() or _SGLD_PER_TENSOR:
+        # Traced tensors have no addresses for the table: one launch per tensor.
+        base = 0
+        for p, g in zip(params, grads):
+            n = p.numel()
+            if n > 0:
+                wrap_triton(_sgld_one_kernel)[(triton.cdiv(n, 4 * _SGLD_BLOCK),)](
+                    p, g, seed, n, base // 4, float(lr), float(noise_scale), float(weight_decay),
+                    BLOCK=_SGLD_BLOCK, num_warps=4, enable_fp_fusion=False)
+            base += (n + 3) // 4 * 4
+        return
     tab, prog, n_prog = _sgld_tables(params, grads)
     if n_prog == 0:
         return
