@@ -401,9 +401,12 @@ _COMPILE_SCRIPT = textwrap.dedent(r"""
     build(lt._mala_select_kernel, dict(BLOCK_C=2, W=1024), {"acc_ptr": "*i1"})
     build(lt._sgld_one_kernel, dict(BLOCK=lt._SGLD_BLOCK), {"seed_ptr": "*i64", "numel": "i64", "cbase": "i64",
                                                           "lr": "fp32", "noise": "fp32", "wd": "fp32"})
-    build(lt._sgld_kernel, dict(ELEM=tl.float32, BLOCK=lt._SGLD_BLOCK),
-          {"tab_ptr": "*i64", "prog_ptr": "*i32", "seed_ptr": "*i64", "lr": "fp32", "noise": "fp32", "wd": "fp32"},
-          fusion=True)
+    c = build(lt._sgld_kernel, dict(ELEM=tl.float32, ALIGNED=True, BLOCK=lt._SGLD_BLOCK),
+              {"tab_ptr": "*i64", "prog_ptr": "*i32", "seed_ptr": "*i64", "lr": "fp32", "noise": "fp32",
+               "wd": "fp32"}, fusion=True)
+    body = ops_of(c)
+    assert not any(o.startswith("fma") for o in body), "fma in the SGLD kernel"
+    assert any(o.startswith("ld.global") and ".v4." in o for o in body), "SGLD: no 16-byte vector loads"
     # torch.compile (Inductor) regenerates user kernels' source (with their @triton.jit
     # helpers and constexpr globals) and compiles it with FP fusion on: still FMA-free.
     import importlib.util, os, tempfile

@@ -53,8 +53,9 @@ are built once per list and cached (at most 16 lists; the optimizer's parameters
 not move, gradients re-allocated by ``zero_grad(set_to_none=True)`` usually come back
 at the same addresses); building one copies a small pinned host buffer to the device
 asynchronously. Traced tensors (``torch.compile``) have no addresses, so there the op
-launches one kernel per tensor instead (same numbers). The table kernel cannot prove
-16-byte alignment of the loaded addresses, so it uses 4-byte (coalesced) accesses.
+launches one kernel per tensor instead (same numbers). The table kernel cannot infer
+16-byte alignment of the addresses it loads, so that is checked on the host (``ALIGNED``) and asserted in the kernel, whose
+programs inside a tensor then move 16-byte vectors.
 """
 from __future__ import annotations
 
@@ -306,12 +307,15 @@ def _mala_select_kernel(x_ptr, g_ptr, xp_ptr, gp_ptr, acc_ptr, C, M, n_chunks, c
 
 # --- SGLD ---------------------------------------------------------------------------------
 @triton.jit
-def _sgld_kernel(tab_ptr, prog_ptr, seed_ptr, lr, noise, wd, ELEM: tl.constexpr, BLOCK: tl.constexpr):
+def _sgld_kernel(tab_ptr, prog_ptr, seed_ptr, lr, noise, wd, ELEM: tl.constexpr, ALIGNED: tl.constexpr,
+                 BLOCK: tl.constexpr):
     """t = wd theta; g2 = g + t; d = lr g2; theta = theta - d; theta = theta + noise eps,
     eps = stream element base_k + e (each a separately rounded float32 operation).
 
     tab: int64 (K, 5) = (theta address, grad address, numel, base_k // 4, first program);
-    prog: int32 (P,) = tensor index of each program."""
+    prog: int32 (P,) = tensor index of each program. ALIGNED: every address is a multiple
+    of 16 bytes; then the programs whose block lies inside their tensor (all but one per
+    tensor) move 16-byte vectors (unmasked accesses, alignment asserted)."""
     W: tl.constexpr = 4 * BLOCK
     p = tl.program_id(0)
     k = tl.load(prog_ptr + p).to(tl.int64)
@@ -320,10 +324,18 @@ def _sgld_kernel(tab_ptr, prog_ptr, seed_ptr, lr, noise, wd, ELEM: tl.constexpr,
     numel = tl.load(tab_ptr + 5 * k + 2)
     cbase = tl.load(tab_ptr + 5 * k + 3)
     j = p - tl.load(tab_ptr + 5 * k + 4)  # block index inside tensor k
+    if ALIGNED:
+        th_ptr = tl.multiple_of(th_ptr, 16)
+        gr_ptr = tl.multiple_of(gr_ptr, 16)
     idx = j * W + tl.arange(0, W).to(tl.int64)
     mask = idx < numel
-    th = tl.load(th_ptr + idx, mask=mask, other=0.0).to(tl.float32)
-    g = tl.load(gr_ptr + idx, mask=mask, other=0.0).to(tl.float32)
+    full = (j + 1) * W <= numel
+    if full:
+        th = tl.load(th_ptr + idx).to(tl.float32)
+        g = tl.load(gr_ptr + idx).to(tl.float32)
+    else:
+        th = tl.load(th_ptr + idx, mask=mask, other=0.0).to(tl.float32)
+        g = tl.load(gr_ptr + idx, mask=mask, other=0.0).to(tl.float32)
     seed = tl.load(seed_ptr)
     offset = tl.load(seed_ptr + 1)
     cnt = cbase + j * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
@@ -333,7 +345,10 @@ def _sgld_kernel(tab_ptr, prog_ptr, seed_ptr, lr, noise, wd, ELEM: tl.constexpr,
     g2 = fadd(g, fmul(tl.zeros_like(th) + wd, th))
     y = fsub(th, fmul(tl.zeros_like(th) + lr, g2))
     y = fadd(y, fmul(tl.zeros_like(th) + noise, eps))
-    tl.store(th_ptr + idx, y.to(ELEM), mask=mask)
+    if full:
+        tl.store(th_ptr + idx, y.to(ELEM))
+    else:
+        tl.store(th_ptr + idx, y.to(ELEM), mask=mask)
 
 
 @triton.jit
@@ -531,14 +546,16 @@ def mala_accept__triton(x: torch.Tensor, grad: torch.Tensor, energy: torch.Tenso
 # --- SGLD -------------------------------------------------------------------------------------
 _TL_DTYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16,
               torch.float64: tl.float64}
-_TABLES: "OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor, int]]" = OrderedDict()
+_TABLES: "OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor, int, bool]]" = OrderedDict()
 _TABLES_MAX = 16
 # Force the per-tensor launches (tests; torch.compile always uses them).
 _SGLD_PER_TENSOR = False
 
 
-def _sgld_tables(params: List[torch.Tensor], grads: List[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """(tensor table, program table, programs) for the list, cached by addresses and sizes."""
+def _sgld_tables(params: List[torch.Tensor],
+                 grads: List[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int, bool]:
+    """(tensor table, program table, programs, all 16-byte aligned) for the list, cached by
+    addresses and sizes."""
     dev = params[0].device
     key = (dev, tuple((p.data_ptr(), g.data_ptr(), p.numel()) for p, g in zip(params, grads)))
     hit = _TABLES.get(key)
@@ -559,7 +576,8 @@ def _sgld_tables(params: List[torch.Tensor], grads: List[torch.Tensor]) -> tuple
     if dev.type == "cuda":
         tab = tab.pin_memory().to(dev, non_blocking=True)
         prog = prog.pin_memory().to(dev, non_blocking=True)
-    entry = (tab, prog, first)
+    aligned = all(p.data_ptr() % 16 == 0 and g.data_ptr() % 16 == 0 for p, g in zip(params, grads))
+    entry = (tab, prog, first, aligned)
     _TABLES[key] = entry
     if len(_TABLES) > _TABLES_MAX:
         _TABLES.popitem(last=False)
@@ -598,8 +616,9 @@ def sgld_step__triton(params: List[torch.Tensor], grads: List[torch.Tensor], lr:
                     BLOCK=_SGLD_BLOCK, num_warps=4, enable_fp_fusion=False)
             base += (n + 3) // 4 * 4
         return
-    tab, prog, n_prog = _sgld_tables(params, grads)
+    tab, prog, n_prog, aligned = _sgld_tables(params, grads)
     if n_prog == 0:
         return
     wrap_triton(_sgld_kernel)[(n_prog,)](
-        tab, prog, seed, float(lr), float(noise_scale), float(weight_decay), ELEM=_TL_DTYPES[dtype], BLOCK=_SGLD_BLOCK, num_warps=4, enable_fp_fusion=False)
+        tab, prog, seed, float(lr), float(noise_scale), float(weight_decay), ELEM=_TL_DTYPES[dtype],
+        ALIGNED=aligned, BLOCK=_SGLD_BLOCK, num_warps=4, enable_fp_fusion=False)
