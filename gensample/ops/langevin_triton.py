@@ -54,8 +54,9 @@ not move, gradients re-allocated by ``zero_grad(set_to_none=True)`` usually come
 at the same addresses); building one copies a small pinned host buffer to the device
 asynchronously. Traced tensors (``torch.compile``) have no addresses, so there the op
 launches one kernel per tensor instead (same numbers). The table kernel cannot infer
-16-byte alignment of the addresses it loads, so that is checked on the host (``ALIGNED``) and asserted in the kernel, whose
-programs inside a tensor then move 16-byte vectors.
+16-byte alignment of the addresses it loads, so that is checked on the host
+(``ALIGNED``) and asserted in the kernel, whose programs inside a tensor then move
+16-byte vectors.
 """
 from __future__ import annotations
 

@@ -219,7 +219,8 @@ void run_step(Reader& rd, const char* out_path) {
   Out* ws = make_out(need_norm && rc.nseg > 1 ? static_cast<size_t>(C * rc.nseg) : 0, sizeof(double), 0);
   int64_t bad_config = 0;
   if (need_norm && n > 0) {
-    const K::NormArgs na = K::make_norm_args(g, C, M, clip, norm->ptr<float>(), mode == 2 ? scale->ptr<float>() : nullptr,
+    const K::NormArgs na = K::make_norm_args(g, C, M, clip, norm->ptr<float>(),
+                                             mode == 2 ? scale->ptr<float>() : nullptr,
                                              rc.nseg > 1 ? ws->ptr<double>() : nullptr);
     if (rc.blocks == 0 || rc.blocks > 0x7FFFFFFFLL || rc.seg_len % 4 != 0) ++bad_config;
     if (rc.nseg > 1 && rc.seg_len < K::kMinSegment) ++bad_config;
@@ -340,7 +341,8 @@ void run_sgld(Reader& rd, const char* out_path) {
   K::SgldChunk ch;
   while (i < static_cast<size_t>(Kn)) {
     const int64_t blocks =
-        K::sgld_next_chunk(ch, theta.data(), grad.data(), numel.data(), static_cast<size_t>(Kn), i, base, lr, noise, wd);
+        K::sgld_next_chunk(ch, theta.data(), grad.data(), numel.data(), static_cast<size_t>(Kn), i, base, lr, noise,
+                           wd);
     if (blocks == 0) continue;
     if (blocks > 0x7FFFFFFFLL || ch.n > K::kSgldMaxTensors) ++bad_config;
     ++launches;

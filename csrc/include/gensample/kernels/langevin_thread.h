@@ -142,7 +142,9 @@ GS_HOST_DEVICE void step_group(const LangevinStepArgs& a, const SeedPair& sp, in
   if (!a.per_chain) {
     const float h = a.step[0], s = a.noise[0];
     GS_UNROLL
-    for (int l = 0; l < 4; ++l) y[l] = langevin::step<kMode, kClamp>(x[l], g[l], h, s, eps[l], a.clip, 1.0f, a.lo, a.hi);
+    for (int l = 0; l < 4; ++l) {
+      y[l] = langevin::step<kMode, kClamp>(x[l], g[l], h, s, eps[l], a.clip, 1.0f, a.lo, a.hi);
+    }
   } else {
     int64_t c = chain_of(i0, a.M, a.numel);
     int64_t r = i0 - c * a.M;  // column of lane 0
