@@ -3,7 +3,7 @@
 contrastive-divergence loss (gensample.ebm), then check what it learned.
 
     python examples/ebm_toy.py                 # 2-D: 8 Gaussians on a circle (about 40 s on the 2-core dev VM)
-    python examples/ebm_toy.py --digits        # also: scikit-learn's 8x8 digits (about 1.5 min more)
+    python examples/ebm_toy.py --digits        # also: scikit-learn's 8x8 digits (a few minutes more)
 
 2-D: the data are exact draws from ``gensample.targets.GaussianMixture.circle(8, 2, 0.25)``.
 After training, 2000 chains are run from uniform noise with the learned energy (ULA,

@@ -25,6 +25,15 @@ TARGETS = {
 }
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Moderate float64 tensors: one thread avoids OpenMP stalls on a busy 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _z_bound(n_tests: int, rate: float = 1e-4) -> float:
     """Two-sided normal quantile for a family-wise false-failure rate ``rate``."""
     from statistics import NormalDist
