@@ -241,6 +241,12 @@ def test_nan_mid_chain_names_chain_count_and_window(metropolis):
     # ULA evaluates at x_0..x_{T-1}: call 12 is step 12; MALA's call 0 is the initial state, call 1+t step t
     assert err.first_step == (11 if metropolis else 12)
     assert err.chains[:3].all() and not err.chains[3:].any()
+    # a failure after the last mid-run check is reported in the final window
+    s = LangevinSampler(NaNAfter(2, 26), step_size=0.1, n_steps=T, metropolis=metropolis, backend=fast_backend(),
+                        check_every=10)
+    with pytest.raises(LangevinNonFiniteError, match=r"2 of 64 chains.*steps \[20, 30\)") as ei:
+        s.sample(torch.zeros(C, 2))
+    assert ei.value.first_step == (25 if metropolis else 26)
     # checked once at the end by default: the window is the whole run
     s = LangevinSampler(NaNAfter(5, 4), step_size=0.1, n_steps=T, metropolis=metropolis, backend=fast_backend())
     with pytest.raises(LangevinNonFiniteError, match=r"5 of 64 chains.*steps \[0, 30\)"):

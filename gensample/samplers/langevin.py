@@ -370,6 +370,7 @@ class _Run:
         self.acc_count = torch.zeros(C, dtype=torch.int32, device=dev) if metropolis else None
         self.e = None
         self.g = None
+        self.checked = 0  # steps [0, checked) passed a mid-run check
 
 
 class LangevinSampler:
@@ -481,7 +482,7 @@ class LangevinSampler:
             self._loop(run, params, T, in_dtype, check=self.check_finite)
         C = x0.shape[0]
         if self.check_finite:
-            self._check(run, 0, T)
+            self._check(run, run.checked, T)
         if self.metropolis:
             acc = run.acc_count.to(_F32) / T
             state = LangevinState(run.x, run.e, run.g)
@@ -509,6 +510,7 @@ class LangevinSampler:
         t0 = 0
         es, gns, fs = [], [], []
         run.bad.zero_()
+        run.checked = 0
         if self.metropolis:
             run.acc_count.zero_()
             prop = _lops._op("langevin_step", b)
@@ -540,6 +542,7 @@ class LangevinSampler:
                     es, gns, fs = [], [], []
                     if check and self.check_every is not None and t + 1 < T:
                         self._check(run, t0, t + 1)
+                        run.checked = t + 1
                     t0 = t + 1
         else:
             step = _lops._op("langevin_step_", b)
@@ -556,6 +559,7 @@ class LangevinSampler:
                     es, gns = [], []
                     if check and self.check_every is not None and t + 1 < T:
                         self._check(run, t0, t + 1)
+                        run.checked = t + 1
                     t0 = t + 1
 
     @staticmethod
@@ -574,8 +578,8 @@ class LangevinSampler:
         if n == 0:
             return
         C = run.bad.shape[0]
-        idx = torch.nonzero(run.bad_steps[:b]).flatten()
-        first = int(idx[0]) if idx.numel() else None
+        idx = torch.nonzero(run.bad_steps[a:b]).flatten()
+        first = a + int(idx[0]) if idx.numel() else None
         what = "NaN/Inf energy or gradient" + (" (or MALA acceptance ratio)" if self.metropolis else "")
         where = f"at step {first} (first non-finite step)" if first is not None else ""
         raise LangevinNonFiniteError(
