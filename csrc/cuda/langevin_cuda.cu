@@ -15,7 +15,6 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <cmath>
 #include <tuple>
 #include <vector>
 
@@ -31,9 +30,9 @@ using kernels::kWarpSize;
 
 // --- kernels ---------------------------------------------------------------------
 
-template <int kMode, bool kClamp>
+template <int kMode>
 __global__ void __launch_bounds__(kThreads) langevin_step_kernel(const kernels::LangevinStepArgs a, int64_t groups) {
-  kernels::step_thread<kMode, kClamp>(a, groups, blockIdx.x, gridDim.x, threadIdx.x, blockDim.x);
+  kernels::step_thread<kMode>(a, groups, blockIdx.x, gridDim.x, threadIdx.x, blockDim.x);
 }
 
 __global__ void __launch_bounds__(kThreads)
@@ -112,21 +111,12 @@ int64_t check_x(const at::Tensor& x, const char* op) {
 
 // --- langevin_step ------------------------------------------------------------------
 
-template <int kMode, bool kClamp>
-void launch_step(const kernels::LangevinStepArgs& a, int sms, cudaStream_t stream) {
-  static const int occ = query_blocks_per_sm(langevin_step_kernel<kMode, kClamp>);
-  const kernels::ElementwiseLaunch c = kernels::elementwise_launch(a.numel, sms, occ);
-  langevin_step_kernel<kMode, kClamp><<<static_cast<unsigned int>(c.blocks), c.threads, 0, stream>>>(a, c.groups);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-}
-
 template <int kMode>
-void launch_step_mode(const kernels::LangevinStepArgs& a, bool clamp, int sms, cudaStream_t stream) {
-  if (clamp) {
-    launch_step<kMode, true>(a, sms, stream);
-  } else {
-    launch_step<kMode, false>(a, sms, stream);
-  }
+void launch_step(const kernels::LangevinStepArgs& a, int sms, cudaStream_t stream) {
+  static const int occ = query_blocks_per_sm(langevin_step_kernel<kMode>);
+  const kernels::ElementwiseLaunch c = kernels::elementwise_launch(a.numel, sms, occ);
+  langevin_step_kernel<kMode><<<static_cast<unsigned int>(c.blocks), c.threads, 0, stream>>>(a, c.groups);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 at::Tensor step_into(const at::Tensor& x, const at::Tensor& grad, const at::Tensor& out, const at::Tensor& step_size,
@@ -167,16 +157,16 @@ at::Tensor step_into(const at::Tensor& x, const at::Tensor& grad, const at::Tens
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   }
-  const bool clamp = !(std::isinf(clamp_lo) && clamp_lo < 0 && std::isinf(clamp_hi) && clamp_hi > 0);
   const kernels::LangevinStepArgs a = kernels::make_step_args(
       x.const_data_ptr<float>(), grad.const_data_ptr<float>(), out.data_ptr<float>(), step_size.const_data_ptr<float>(),
       step_size.stride(0), noise_scale.const_data_ptr<float>(), noise_scale.stride(0),
       clip_mode == 2 ? scale.const_data_ptr<float>() : nullptr, seed.const_data_ptr<int64_t>(), seed.stride(0), C, M,
       static_cast<float>(grad_clip), static_cast<float>(clamp_lo), static_cast<float>(clamp_hi));
+  // (clamp_lo, clamp_hi) = (-inf, +inf) without a clamp: the kernels' clamp is then the identity.
   switch (clip_mode) {
-    case 0: launch_step_mode<langevin::kClipNone>(a, clamp, sms, stream); break;
-    case 1: launch_step_mode<langevin::kClipValue>(a, clamp, sms, stream); break;
-    default: launch_step_mode<langevin::kClipNorm>(a, clamp, sms, stream); break;
+    case 0: launch_step<langevin::kClipNone>(a, sms, stream); break;
+    case 1: launch_step<langevin::kClipValue>(a, sms, stream); break;
+    default: launch_step<langevin::kClipNorm>(a, sms, stream); break;
   }
   return grad_norm;
 }

@@ -12,6 +12,7 @@
 // Protocol: gs_lsim IN OUT. IN: little-endian int64 words, then raw float32 blobs;
 // OUT: int64 n_stats, int64 stats[n_stats], then per output buffer:
 //   int64 nbytes, bytes, int64 n, int32 write_counts[n].
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -188,10 +189,10 @@ void run_chain_reduce(const K::ChainReduceLaunch& c, Partial partial, Store stor
 //          step_stride, noise_stride, seed (3 words), clip, lo, hi (float32 bits),
 //          want_norm; blobs: x, grad (C*M each), step, noise (read through strides)
 
-template <int kMode, bool kClamp>
+template <int kMode>
 void step_grid(const K::LangevinStepArgs& a, const K::ElementwiseLaunch& c) {
   for (int64_t b = 0; b < c.blocks; ++b)
-    for (int t = 0; t < c.threads; ++t) K::step_thread<kMode, kClamp>(a, c.groups, b, c.blocks, t, c.threads);
+    for (int t = 0; t < c.threads; ++t) K::step_thread<kMode>(a, c.groups, b, c.blocks, t, c.threads);
 }
 
 void run_step(Reader& rd, const char* out_path) {
@@ -218,6 +219,7 @@ void run_step(Reader& rd, const char* out_path) {
   const K::ChainReduceLaunch rc = K::chain_reduce_launch(C, M, sm);
   Out* ws = make_out(need_norm && rc.nseg > 1 ? static_cast<size_t>(C * rc.nseg) : 0, sizeof(double), 0);
   int64_t bad_config = 0;
+  if (!clamp && !(std::isinf(lo) && lo < 0 && std::isinf(hi) && hi > 0)) ++bad_config;  // no clamp = infinite bounds
   if (need_norm && n > 0) {
     const K::NormArgs na = K::make_norm_args(g, C, M, clip, norm->ptr<float>(),
                                              mode == 2 ? scale->ptr<float>() : nullptr,
@@ -243,13 +245,10 @@ void run_step(Reader& rd, const char* out_path) {
                                                   C, M, clip, lo, hi);
   if (n > 0) {
     if (c.blocks == 0 || c.blocks > 0x7FFFFFFFLL) ++bad_config;
-    switch (mode * 2 + (clamp ? 1 : 0)) {
-      case 0: step_grid<0, false>(a, c); break;
-      case 1: step_grid<0, true>(a, c); break;
-      case 2: step_grid<1, false>(a, c); break;
-      case 3: step_grid<1, true>(a, c); break;
-      case 4: step_grid<2, false>(a, c); break;
-      case 5: step_grid<2, true>(a, c); break;
+    switch (mode) {  // no clamp: the bounds are (-inf, +inf), as the launcher passes them
+      case 0: step_grid<0>(a, c); break;
+      case 1: step_grid<1>(a, c); break;
+      case 2: step_grid<2>(a, c); break;
       default: throw std::runtime_error("bad clip mode");
     }
   }

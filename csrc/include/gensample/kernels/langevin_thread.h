@@ -12,7 +12,9 @@
 //   elements 4k .. 4k+3 (16-byte vectors when the three pointers are aligned). The
 //   chain of each lane follows from one division per group (chains may change inside
 //   a group when M % 4 != 0). Step, noise (strides: 0 for a shared value) and the
-//   norm-clip scale are read per chain.
+//   norm-clip scale are read per chain. The clamp is always applied: with the bounds
+//   (-inf, +inf) of "no clamp" it is the identity for every value, NaN included, so one
+//   kernel per clip mode serves both (half the instantiations to compile).
 // Per-chain reductions (norm clip / grad_norm; MALA's two sums of squared residuals):
 //   work item = (chain c, column segment s); a block owns an item, its threads add
 //   4-column chunks j = s*seg + 4*(t + i*threads) in float64, and the block sums the
@@ -129,7 +131,7 @@ GS_HOST_DEVICE void store_group(float* p, int64_t i0, int n, bool vec, const flo
   }
 }
 
-template <int kMode, bool kClamp>
+template <int kMode>
 GS_HOST_DEVICE void step_group(const LangevinStepArgs& a, const SeedPair& sp, int64_t k) {
   const int64_t i0 = 4 * k;
   const int n = static_cast<int>(min64(4, a.numel - i0));
@@ -143,7 +145,7 @@ GS_HOST_DEVICE void step_group(const LangevinStepArgs& a, const SeedPair& sp, in
     const float h = a.step[0], s = a.noise[0];
     GS_UNROLL
     for (int l = 0; l < 4; ++l) {
-      y[l] = langevin::step<kMode, kClamp>(x[l], g[l], h, s, eps[l], a.clip, 1.0f, a.lo, a.hi);
+      y[l] = langevin::step<kMode, true>(x[l], g[l], h, s, eps[l], a.clip, 1.0f, a.lo, a.hi);
     }
   } else {
     int64_t c = chain_of(i0, a.M, a.numel);
@@ -154,7 +156,7 @@ GS_HOST_DEVICE void step_group(const LangevinStepArgs& a, const SeedPair& sp, in
       if (l < n) {
         const float h = a.step[c * a.step_stride], s = a.noise[c * a.noise_stride];
         const float sc = kMode == langevin::kClipNorm ? a.scale[c] : 1.0f;
-        y[l] = langevin::step<kMode, kClamp>(x[l], g[l], h, s, eps[l], a.clip, sc, a.lo, a.hi);
+        y[l] = langevin::step<kMode, true>(x[l], g[l], h, s, eps[l], a.clip, sc, a.lo, a.hi);
       }
       if (++r == a.M) {
         r = 0;
@@ -166,11 +168,11 @@ GS_HOST_DEVICE void step_group(const LangevinStepArgs& a, const SeedPair& sp, in
 }
 
 // The whole per-thread program of the step kernel.
-template <int kMode, bool kClamp>
+template <int kMode>
 GS_HOST_DEVICE void step_thread(const LangevinStepArgs& a, int64_t groups, int64_t block, int64_t grid,
                                 int64_t thread, int64_t threads) {
   const SeedPair sp = read_seed(a.seed, a.seed_stride);
-  for (int64_t k = block * threads + thread; k < groups; k += grid * threads) step_group<kMode, kClamp>(a, sp, k);
+  for (int64_t k = block * threads + thread; k < groups; k += grid * threads) step_group<kMode>(a, sp, k);
 }
 
 // ======================= per-chain reductions ====================================
