@@ -94,7 +94,7 @@ def test_step_matches_torch_backend(backend, knob):
     assert not torch.equal(y, x)
 
 
-@pytest.mark.parametrize("shape", [(40000, 1), (7001, 3), (2, 3, 4, 5)], ids=str)
+@pytest.mark.parametrize("shape", [(40000, 1), (7001, 3), (2, 3, 4, 5), (2, 20000), (48, 1024)], ids=str)
 def test_cpu_chain_layouts(shape):
     """Many tiny chains per task, chains straddling tasks, 3-D events: cpu == spec."""
     if not _has_kernel("cpu", "langevin_step"):
@@ -435,3 +435,26 @@ def test_generator_reproducibility():
     # 1e5 N(0,1) draws: mean within 5 standard errors (false-failure rate ~6e-7)
     assert abs(float(z.mean())) < 5 / math.sqrt(z.numel())
     assert abs(float(z.var()) - 1.0) < 5 * math.sqrt(2 / z.numel())
+
+
+def test_cpu_results_do_not_depend_on_thread_count():
+    if not _has_kernel("cpu", "langevin_step"):
+        pytest.skip("extension not built")
+    x, grad = _inputs((64, 3001))
+    seed = R.seed_pair(21, 0)
+    xp, gp = x + 0.01, grad * 0.99
+    e, ep = torch.randn(64), torch.randn(64)
+    n0 = torch.get_num_threads()
+    outs = []
+    try:
+        for nt in (1, 2):
+            torch.set_num_threads(nt)
+            y, n = langevin_step(x, grad, step_size=0.1, grad_clip=40.0, clip_mode="norm", seed=seed,
+                                 backend="cpu", return_grad_norm=True)
+            acc, la = mala_accept_(x.clone(), grad.clone(), e.clone(), xp, gp, ep, step_size=0.1, seed=seed,
+                                   backend="cpu")
+            outs.append((y, n, acc, la))
+    finally:
+        torch.set_num_threads(n0)
+    for a, b in zip(*outs):
+        assert torch.equal(a, b)

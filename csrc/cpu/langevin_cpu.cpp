@@ -16,7 +16,9 @@
 // per (task, chain segment), stored in slot t + c (unique: a task's chains start at
 // or after the previous task's last one), then added per chain in task order: the
 // result depends on neither the thread count nor the scheduling.
-//   * norm clipping: a reduction pass over grad, then the step pass;
+//   * norm clipping: a reduction pass over the chains that span several tasks, then
+//     the step pass, which first norms the chains lying inside its task (their grad
+//     is then read from cache by the step);
 //   * want_norm without norm clipping: the sums are taken in the step pass;
 //   * mala_accept_: one pass over x, grad, x', grad' for both residual sums, the
 //     per-chain decision, then a pass that copies only the accepted chains' rows;
@@ -236,7 +238,8 @@ struct StepArgs {
   const float* g;
   const float* h;
   const float* s;
-  const float* scale;  // per chain (norm clipping) or null
+  float* scale;  // per chain (norm clipping) or null
+  float* norm;   // per chain (norm clipping): chains inside one task are normed in the step pass
   float* out;
   double* slots;  // per-(task, chain) sums of g^2 (fused norm) or null
   uint64_t key, offset;
@@ -251,6 +254,15 @@ void step_pass(const Flat& F, const StepArgs& a) {
     if (a.slots) {
       for_segments(F, b0, b1, [&](int64_t c, int64_t, int64_t) { a.slots[t + c] = 0.0; });
     }
+    if (kMode == lg::kClipNorm) {
+      // Chains that lie inside this task: their norm and scale now (grad then stays
+      // in cache for the step below); the others were done by norm_straddling.
+      for_segments(F, b0, b1, [&](int64_t c, int64_t e0, int64_t e1) {
+        if (e1 - e0 != F.M) return;
+        a.norm[c] = lg::norm_from_sumsq(sumsq(a.g + e0, e1 - e0));
+        a.scale[c] = lg::norm_clip_scale(a.norm[c], a.clip);
+      });
+    }
     for (int64_t s0 = b0; s0 < b1; s0 += kSub) {
       const int64_t s1 = std::min(b1, s0 + kSub);
       normal_fill(a.key, a.offset, static_cast<uint64_t>(s0), s1 - s0, eps);
@@ -263,11 +275,32 @@ void step_pass(const Flat& F, const StepArgs& a) {
   });
 }
 
-// Per-chain sums of g^2 into slots (the reduction pass of norm clipping).
-void sumsq_pass(const Flat& F, const float* g, double* slots) {
+// Whether chain c spans more than one task.
+GS_ALWAYS_INLINE bool straddles(const Flat& F, int64_t c) { return (c * F.M) / kGrain != ((c + 1) * F.M - 1) / kGrain; }
+
+// Norm and scale of the chains that span several tasks (all chains when M >= kGrain):
+// a reduction pass over their segments (sums per (task, chain) slot), then the sums
+// in task order. The step pass does the chains that lie inside one task; either way
+// a chain's sum is the same sequence of sumsq calls over its task segments.
+void norm_straddling(const Flat& F, const float* g, float clip, float* norm, float* scale) {
+  if (F.M <= 1) return;  // single-element chains never straddle
+  std::vector<double> slots(static_cast<size_t>(F.nslots()));
   parallel_tasks(F.ntasks, [&](int64_t t, Scratch&) {
     const int64_t b0 = t * kGrain, b1 = std::min(F.N, b0 + kGrain);
-    for_segments(F, b0, b1, [&](int64_t c, int64_t e0, int64_t e1) { slots[t + c] = sumsq(g + e0, e1 - e0); });
+    for_segments(F, b0, b1, [&](int64_t c, int64_t e0, int64_t e1) {
+      if (e1 - e0 != F.M) slots[t + c] = sumsq(g + e0, e1 - e0);
+    });
+  });
+  at::parallel_for(0, F.C, 4096, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      if (!straddles(F, c)) continue;
+      const int64_t t0 = (c * F.M) / kGrain;
+      const int64_t t1 = ((c + 1) * F.M - 1) / kGrain;
+      double s = slots[t0 + c];
+      for (int64_t t = t0 + 1; t <= t1; ++t) s += slots[t + c];
+      norm[c] = lg::norm_from_sumsq(s);
+      scale[c] = lg::norm_clip_scale(norm[c], clip);
+    }
   });
 }
 
@@ -300,22 +333,20 @@ at::Tensor langevin_impl(const at::Tensor& x, const at::Tensor& grad, const at::
   a.lo = static_cast<float>(clamp_lo);
   a.hi = static_cast<float>(clamp_hi);
   a.scale = nullptr;
+  a.norm = nullptr;
   a.slots = nullptr;
   const bool do_clamp = !(std::isinf(clamp_lo) && clamp_lo < 0 && std::isinf(clamp_hi) && clamp_hi > 0);
 
-  std::vector<double> slots(need_norm ? static_cast<size_t>(F.nslots()) : 0);
-  std::vector<double> sums(need_norm ? static_cast<size_t>(C) : 0);
+  const bool fused_norm = want_norm && clip_mode != lg::kClipNorm;
+  std::vector<double> slots(fused_norm ? static_cast<size_t>(F.nslots()) : 0);
+  std::vector<double> sums(fused_norm ? static_cast<size_t>(C) : 0);
   std::vector<float> scale;
   float* nrm = need_norm ? norm.mutable_data_ptr<float>() : nullptr;
   if (clip_mode == lg::kClipNorm) {
-    sumsq_pass(F, a.g, slots.data());
-    combine_slots(F, slots.data(), 1, 0, sums.data());
     scale.resize(static_cast<size_t>(C));
-    for (int64_t c = 0; c < C; ++c) {
-      nrm[c] = lg::norm_from_sumsq(sums[c]);
-      scale[c] = lg::norm_clip_scale(nrm[c], a.clip);
-    }
     a.scale = scale.data();
+    a.norm = nrm;
+    norm_straddling(F, a.g, a.clip, nrm, a.scale);
   } else if (want_norm) {
     a.slots = slots.data();
   }
