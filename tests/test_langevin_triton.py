@@ -407,6 +407,11 @@ _COMPILE_SCRIPT = textwrap.dedent(r"""
     body = ops_of(c)
     assert not any(o.startswith("fma") for o in body), "fma in the SGLD kernel"
     assert any(o.startswith("ld.global") and ".v4." in o for o in body), "SGLD: no 16-byte vector loads"
+    # one-valued integer arguments are specialized to constexpr 1 by the launcher (C = M = 1)
+    build(lt._step_kernel, dict(CLIP_MODE=2, PER_CHAIN=True, M4=False, CLAMP=True, IDX64=False,
+                                BLOCK=lt._STEP_BLOCK, numel=1, M=1), st)
+    build(lt._chain_reduce_kernel, dict(MALA=True, PARTIAL=False, WANT_NORM=False, WANT_SCALE=False, BLOCK_C=1,
+                                        W=4, C=1, M=1, n_chunks=1, chunks_per_prog=1, n_split=1), rt)
     # torch.compile (Inductor) regenerates user kernels' source (with their @triton.jit
     # helpers and constexpr globals) and compiles it with FP fusion on: still FMA-free.
     import importlib.util, os, tempfile
