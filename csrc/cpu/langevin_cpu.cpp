@@ -283,7 +283,9 @@ GS_ALWAYS_INLINE bool straddles(const Flat& F, int64_t c) { return (c * F.M) / k
 // in task order. The step pass does the chains that lie inside one task; either way
 // a chain's sum is the same sequence of sumsq calls over its task segments.
 void norm_straddling(const Flat& F, const float* g, float clip, float* norm, float* scale) {
-  if (F.M <= 1) return;  // single-element chains never straddle
+  // No chain spans two tasks when chains tile the tasks exactly (kGrain % M == 0,
+  // e.g. 32x32 images) or there is one task: skip both parallel regions.
+  if (F.M <= 1 || F.ntasks <= 1 || (F.M <= kGrain && kGrain % F.M == 0)) return;
   std::vector<double> slots(static_cast<size_t>(F.nslots()));
   parallel_tasks(F.ntasks, [&](int64_t t, Scratch&) {
     const int64_t b0 = t * kGrain, b1 = std::min(F.N, b0 + kGrain);
