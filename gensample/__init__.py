@@ -11,10 +11,14 @@ from . import random
 from ._backend import BACKENDS, BackendUnavailableError
 from ._ext import cpu_pool_stats, empty_cache
 from ._info import format_info, info
-from .ops import reparameterize_kl
+from .ops import langevin_step, langevin_step_, reparameterize_kl
 from . import nn, models, ops, train  # noqa: E402
 from . import diagnostics  # noqa: E402
 from .models import BernoulliRBM, GaussianBernoulliRBM  # noqa: E402
+from . import targets  # noqa: E402
+from .buffer import ReplayBuffer  # noqa: E402
+from . import samplers, optim, ebm  # noqa: E402
+from .samplers import LangevinSampler  # noqa: E402
 from .ops import _triton_loader as _tl  # noqa: E402
 
 _tl.preload()
@@ -22,18 +26,26 @@ del _tl
 
 __all__ = [
     "BACKENDS",
+    "BackendUnavailableError",
     "BernoulliRBM",
     "GaussianBernoulliRBM",
-    "BackendUnavailableError",
+    "LangevinSampler",
+    "ReplayBuffer",
     "cpu_pool_stats",
     "diagnostics",
+    "ebm",
     "empty_cache",
     "format_info",
     "info",
+    "langevin_step",
+    "langevin_step_",
     "models",
     "nn",
     "ops",
+    "optim",
     "random",
     "reparameterize_kl",
+    "samplers",
+    "targets",
     "train",
 ]

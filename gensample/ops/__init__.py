@@ -3,6 +3,17 @@
 sit beside it in ``<op>_triton.py`` and the C++/CUDA kernels under ``csrc/``."""
 from . import random_ops
 from .gibbs import gaussian_half_step, gibbs_half_step, gibbs_sweeps
+from .langevin import langevin_step, langevin_step_, mala_accept_, sgld_step_
 from .reparam import reparameterize_kl
 
-__all__ = ["random_ops", "reparameterize_kl", "gibbs_half_step", "gaussian_half_step", "gibbs_sweeps"]
+__all__ = [
+    "random_ops",
+    "reparameterize_kl",
+    "gibbs_half_step",
+    "gaussian_half_step",
+    "gibbs_sweeps",
+    "langevin_step",
+    "langevin_step_",
+    "mala_accept_",
+    "sgld_step_",
+]
