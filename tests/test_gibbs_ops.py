@@ -438,7 +438,29 @@ def test_zero_width_layers(backend):
         assert all(torch.equal(a, b) for a, b in zip(out, ref))
 
 
-def test_cpu_results_do_not_depend_on_thread_count():
+@pytest.mark.parametrize("rowsum", ["0", "1"])
+def test_cpu_gemm_paths_match_torch_exactly(monkeypatch, rowsum):
+    # larger layers run either the half-step loop (at::mm) or the binary row-sum blocks
+    # (chosen by chains per block; GENSAMPLE_CPU_GIBBS_ROWSUM forces one): both exact
+    if gensample._backend.unavailable_reason("cpu", "cpu") is not None:
+        pytest.skip("no cpu backend")
+    monkeypatch.setenv("GENSAMPLE_CPU_GIBBS_ROWSUM", rowsum)
+    for i, (nv, nh, B) in enumerate([(70, 45, 37), (131, 67, 5), (300, 200, 600)]):
+        g = gen(300 + i)
+        W, bv, bh = dyadic(nv, nh, g=g), dyadic(nv, g=g), dyadic(nh, g=g)
+        v = binary(B, nv, g=g)
+        for k in (1, 3):
+            ref = gibbs_sweeps(v, W, bv, bh, k=k, beta=0.5, return_hidden_prob=True, generator=gen(9),
+                               backend="torch")
+            out = gibbs_sweeps(v, W, bv, bh, k=k, beta=0.5, return_hidden_prob=True, generator=gen(9),
+                               backend="cpu")
+            for name, a, b in zip(("v", "h", "h_prob"), out, ref):
+                _check_equal(a, b, f"{name} {nv}x{nh} B={B} k={k} rowsum={rowsum}")
+
+
+@pytest.mark.parametrize("rowsum", ["0", "1"])
+def test_cpu_results_do_not_depend_on_thread_count(monkeypatch, rowsum):
+    monkeypatch.setenv("GENSAMPLE_CPU_GIBBS_ROWSUM", rowsum)
     # each chain's sums and draws are fixed by its row: any split over threads gives the same bits,
     # for the table GEMM (64 x 32) and the row sums (300 x 200), with random float weights
     if gensample._backend.unavailable_reason("cpu", "cpu") is not None:
@@ -488,7 +510,7 @@ def test_cpu_avx2_and_baseline_isa_agree(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.abspath(gensample.__file__)))
     res = {}
     for name, no_avx2 in [("default", False), ("baseline", True)]:
-        env = dict(os.environ, OMP_NUM_THREADS="2", TRITON_INTERPRET="0", PYTHONPATH=os.pathsep.join(
+        env = dict(os.environ, OMP_NUM_THREADS="2", TRITON_INTERPRET="0", GENSAMPLE_CPU_GIBBS_ROWSUM="1", PYTHONPATH=os.pathsep.join(
             p for p in [root, os.environ.get("PYTHONPATH", "")] if p))
         env.pop("GENSAMPLE_CPU_NO_AVX2", None)
         if no_avx2:

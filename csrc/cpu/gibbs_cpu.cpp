@@ -11,7 +11,9 @@
 //   counter). States are binary, so x @ W is a sum of rows of W, with no multiplies:
 //   - small layers (n_in * n_out <= 4096, e.g. 64 x 32): tables of the sums of every
 //     pattern of 4 consecutive input units (lut_gemm_impl), one table row per 4 inputs;
-//   - otherwise: the epilogue of each half-step also compacts the indices of the units
+//   - larger layers with fewer than 64 chains per thread block loop the half-step op
+//     (at::mm + the fused epilogue: ATen's multi-threaded GEMM does better there);
+//     otherwise (or with GENSAMPLE_CPU_GIBBS_ROWSUM=1) the epilogue of each half-step also compacts the indices of the units
 //     that fired (AVX2 movemask + table), and the next half-step adds those rows of a
 //     tile-major, zero-padded copy of W (or W^T), 64 columns x 64 rows at a time, so
 //     the block of W stays in L1 while every chain of the block reuses it.
@@ -29,6 +31,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -901,8 +904,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gibbs_sweeps_cpu(const at::Tensor
   at::Tensor hp_out = empty_output({B, n_hid}, v0.options());
   if (B == 0) return {v_out, h_out, hp_out};
   const at::Tensor vin = v0.contiguous();
-  if (n_vis == 0 || n_hid == 0) {
-    // degenerate layers (the GEMMs are zero): the chain through the half-step op
+  const int64_t ldh = round8(n_hid), ldv = round8(n_vis);
+  // small layers get tables (lut_gemm_impl), both or neither
+  const bool lut = n_vis * ldh <= kLutMaxElems && n_hid * ldv <= kLutMaxElems;
+  // Chains per block: up to 64 (each (row chunk x column tile) block of W is reused by
+  // every chain of the block), about 4 blocks per thread.
+  const int64_t nthreads = std::max<int64_t>(1, at::get_num_threads());
+  const int64_t nb = std::max<int64_t>(8, std::min<int64_t>(64, (B + 4 * nthreads - 1) / (4 * nthreads)));
+  // Larger layers: the row sums reuse each block of W for only nb chains; with fewer
+  // than 64 chains per block ATen's multi-threaded GEMM does as well or better (784x500
+  // on 2 threads, medians: B = 64 loop 2.3 to 3.0 ms vs row sums 3.0 to 3.2 ms; B = 1024
+  // row sums 20.1 ms vs loop 22.5 to 23.3 ms). So small batches loop the half-step op
+  // (at::mm + the fused parallel epilogue). GENSAMPLE_CPU_GIBBS_ROWSUM=1 / 0 forces the
+  // row sums / the loop (the two are bit-identical whenever the GEMM is exact).
+  const char* rowsum_var = std::getenv("GENSAMPLE_CPU_GIBBS_ROWSUM");
+  const bool rowsum = rowsum_var != nullptr && rowsum_var[0] != '\0' ? rowsum_var[0] == '1' : nb >= 64;
+  if (n_vis == 0 || n_hid == 0 || (!lut && !rowsum)) {
+    // the chain through the half-step op (degenerate layers: the GEMMs are zero)
     auto sub = [&](int64_t t) {
       at::Tensor s = seed.clone();
       s.mutable_data_ptr<int64_t>()[1] = static_cast<int64_t>(offset + (static_cast<uint64_t>(t) << 32));
@@ -920,12 +938,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gibbs_sweeps_cpu(const at::Tensor
     return {v_out, h_out, hp_out};
   }
   // W (visible -> hidden) and W^T (hidden -> visible), packed tile-major, zero-padded.
-  const int64_t ldh = round8(n_hid), ldv = round8(n_vis);
   at::Tensor Wv = pack_tiles(weight, ldh);
   at::Tensor Wh = pack_tiles(weight.t(), ldv);
   const at::Tensor bv = visible_bias.contiguous(), bh = hidden_bias.contiguous();
-  // small layers also get tables (lut_gemm_impl), both or neither
-  const bool lut = n_vis * ldh <= kLutMaxElems && n_hid * ldv <= kLutMaxElems;
   const at::Tensor Tv = lut ? build_lut(weight, ldh) : at::Tensor();
   const at::Tensor Th = lut ? build_lut(weight.t(), ldv) : at::Tensor();
   const Layer to_h{Wv.const_data_ptr<float>(), ldh, n_vis, n_hid, bh.const_data_ptr<float>(),
@@ -938,12 +953,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gibbs_sweeps_cpu(const at::Tensor
   float* hpp = hp_out.mutable_data_ptr<float>();
   const float fb = static_cast<float>(beta);
 
-  // Chains per block: up to 64 (each (row chunk x column tile) block of W is reused by
-  // every chain of the block), about 4 blocks per thread. Threads take blocks from a
-  // shared counter, so a thread that is descheduled (a busy machine) or slowed does not
-  // hold the others up; which thread runs a block does not change its bits.
-  const int64_t nthreads = std::max<int64_t>(1, at::get_num_threads());
-  const int64_t nb = std::max<int64_t>(8, std::min<int64_t>(64, (B + 4 * nthreads - 1) / (4 * nthreads)));
+  // Threads take blocks from a shared counter, so a thread that is descheduled (a busy
+  // machine) or slowed does not hold the others up; which thread runs a block does not
+  // change its bits.
   const int64_t nblocks = (B + nb - 1) / nb;
   std::atomic<int64_t> next{0};
   at::parallel_for(0, std::min(nthreads, nblocks), 1, [&](int64_t, int64_t) {
