@@ -44,6 +44,9 @@ test: setup
 
 bench: setup
 	$(PYTHON) benchmarks/bench_reparam.py --json auto
+	$(PYTHON) benchmarks/bench_gibbs.py --json auto
+	$(PYTHON) benchmarks/bench_langevin.py --json auto
+	$(PYTHON) benchmarks/bench_diagnostics.py --json auto
 
 info: setup
 	$(PYTHON) -m gensample info
