@@ -16,114 +16,22 @@ of every vector access. This file drives it and checks:
 """
 from __future__ import annotations
 
-import os
-import shutil
-import struct
-import subprocess
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
+from cuda_sim_support import H100_SMS, VEC, check_writes, decode, driver_fixture, requires_cxx, run_driver
 from gensample import random as gs_random
 
-ROOT = Path(__file__).resolve().parents[1]
-DRIVER = ROOT / "tests" / "cuda_sim" / "sim_driver.cpp"
-CXX = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("g++")
-
-pytestmark = pytest.mark.skipif(CXX is None, reason="no C++ compiler (g++) found")
+pytestmark = requires_cxx
 
 DTYPE_CODE = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
-H100_SMS = 132
-MASK64 = (1 << 64) - 1
-
-# Stats the driver writes first: stray stores, misaligned vector accesses, vector accesses.
-STRAY, MISALIGNED, VEC = 0, 1, 2
 FWD_STATS = ("blocks", "threads", "tpr", "rows_per_block", "nseg", "nsplit", "aligned", "items",
              "vmu", "vlv", "vpm", "vplv", "vz", "bad_config")
 BWD_STATS = ("blocks", "threads", "chunks", "vgz", "vmu", "vlv", "vpm", "vplv", "vout", "bad_config")
 
 
-def _asan_supported() -> bool:
-    return subprocess.run([CXX, "-fsanitize=address", "-x", "c++", "-", "-o", os.devnull],
-                          input=b"int main(){}", capture_output=True).returncode == 0
-
-
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory):
-    import torch.utils.cpp_extension as cpp_ext
-
-    exe = tmp_path_factory.mktemp("cuda_sim") / "gs_sim"
-    cmd = [CXX, "-std=c++17", "-O1", "-g", "-ffp-contract=off", "-Wall", "-Wextra",
-           "-I", str(ROOT / "csrc" / "include")]
-    for inc in cpp_ext.include_paths():  # c10::Half / c10::BFloat16, header-only
-        cmd += ["-isystem", inc]
-    if _asan_supported():
-        cmd += ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
-    cmd += [str(DRIVER), "-o", str(exe)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    assert res.returncode == 0, f"sim driver failed to compile:\n{' '.join(cmd)}\n{res.stderr[-8000:]}"
-    return exe
-
-
-def _i64(v: int) -> int:
-    v &= MASK64
-    return v - (1 << 64) if v >= (1 << 63) else v
-
-
-class Result:
-    def __init__(self, stats, outs):
-        self.stats = stats
-        self.outs = outs  # list of (bytes, int32 counts)
-
-
-def _run(exe, words, blobs, tmp_path) -> Result:
-    inp, out = tmp_path / "in.bin", tmp_path / "out.bin"
-    with open(inp, "wb") as f:
-        f.write(struct.pack(f"<{len(words)}q", *[_i64(w) for w in words]))
-        for b in blobs:
-            f.write(b)
-    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0", UBSAN_OPTIONS="print_stacktrace=1")
-    res = subprocess.run([str(exe), str(inp), str(out)], capture_output=True, text=True, env=env)
-    assert res.returncode == 0, f"gs_sim failed ({res.returncode}):\n{res.stderr[-8000:]}"
-    data = out.read_bytes()
-    pos = 0
-
-    def i64():
-        nonlocal pos
-        (v,) = struct.unpack_from("<q", data, pos)
-        pos += 8
-        return v
-
-    stats = [i64() for _ in range(i64())]
-    outs = []
-    while pos < len(data):
-        nb = i64()
-        raw = data[pos:pos + nb]
-        pos += nb
-        n = i64()
-        counts = torch.frombuffer(bytearray(data[pos:pos + 4 * n]), dtype=torch.int32) if n else torch.zeros(0, dtype=torch.int32)
-        pos += 4 * n
-        outs.append((raw, counts))
-    return Result(stats, outs)
-
-
-def _decode(raw: bytes, dtype) -> torch.Tensor:
-    if not raw:
-        return torch.zeros(0, dtype=dtype)
-    return torch.frombuffer(bytearray(raw), dtype=dtype)
-
-
-def _check_writes(res: Result, names):
-    assert res.stats[STRAY] == 0, "store outside every output buffer"
-    assert res.stats[MISALIGNED] == 0, "misaligned vector access"
-    for name, (_, counts) in zip(names, res.outs):
-        if counts.numel():
-            bad = (counts != 1).nonzero().flatten()
-            assert bad.numel() == 0, (
-                f"{name}: {bad.numel()} elements not written exactly once, e.g. index {bad[:8].tolist()} "
-                f"written {counts[bad[:8]].tolist()} times")
+sim = driver_fixture("sim_driver.cpp", "gs_sim", torch_includes=True, werror=False)
 
 
 # ----------------------------------------------------------------------------
@@ -153,9 +61,9 @@ def normal_reference(seed: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def _run_random(sim, tmp_path, normal, numel, sms=H100_SMS, seed=1, offset=0, seed_stride=1, shift=0):
-    res = _run(sim, [1 if normal else 0, seed, offset, seed_stride, numel, sms, shift], [], tmp_path)
-    _check_writes(res, ["out"])
-    return res, _decode(res.outs[0][0], torch.float32)
+    res = run_driver(sim, [1 if normal else 0, seed, offset, seed_stride, numel, sms, shift], [], tmp_path)
+    check_writes(res.stats, res.outs, ["out"])
+    return res, decode(res.outs[0][0], torch.float32)
 
 
 def _bits_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -267,14 +175,14 @@ def run_fwd(sim, tmp_path, *, R, D, S, dtype=torch.float32, mu="contig", lv="con
     for v in views:
         if v is not None:
             blobs.append(v.blob)
-    res = _run(sim, words, blobs, tmp_path)
+    res = run_driver(sim, words, blobs, tmp_path)
     st = dict(zip(FWD_STATS, res.stats[3:]))
     assert st["bad_config"] == 0
     nseg = st["nseg"]
-    _check_writes(res, ["z", "kl", "ws"] if nseg > 1 else ["z", "kl"])
+    check_writes(res.stats, res.outs, ["z", "kl", "ws"] if nseg > 1 else ["z", "kl"])
 
-    z = _decode(res.outs[0][0], dtype).view(S, R, D)
-    kl = _decode(res.outs[1][0], dtype)
+    z = decode(res.outs[0][0], dtype).view(S, R, D)
+    kl = decode(res.outs[1][0], dtype)
     assert kl.shape == (R,)
     f64 = [v.tensor.to(torch.float64) if v is not None else torch.zeros((), dtype=torch.float64) for v in views]
     m, l, pmv, plvv = f64
@@ -415,11 +323,11 @@ def run_bwd(sim, tmp_path, *, R, D, S, dtype=torch.float32, mu="contig", lv="con
     for v in views:
         words += v.meta if v is not None else _absent(2)
     blobs = [v.blob for v in [gzv, gklv, *views] if v is not None]
-    res = _run(sim, words, blobs, tmp_path)
+    res = run_driver(sim, words, blobs, tmp_path)
     st = dict(zip(BWD_STATS, res.stats[3:]))
     assert st["bad_config"] == 0
-    _check_writes(res, ["dmu", "dlv", "dpm", "dplv"])
-    outs = [_decode(raw, dtype) for raw, _ in res.outs]
+    check_writes(res.stats, res.outs, ["dmu", "dlv", "dpm", "dplv"])
+    outs = [decode(raw, dtype) for raw, _ in res.outs]
     n = R * D
     assert outs[0].numel() == n and outs[1].numel() == n
     assert outs[2].numel() == (n if prior_grads else 0) and outs[3].numel() == (n if prior_grads else 0)

@@ -16,98 +16,29 @@ csrc/include/gensample/kernels/gibbs_thread.h and tests/cuda_sim/gibbs_sim_drive
 """
 from __future__ import annotations
 
-import os
-import shutil
-import struct
-import subprocess
-from pathlib import Path
-
 import pytest
 import torch
 
 import gensample  # noqa: F401  (registers the torch backend ops)
+from cuda_sim_support import (H100_SMS, VEC, blob, check_writes, decode, driver_fixture, f32_word, requires_cxx,
+                              run_driver)
 from gensample import random as R
 from gensample.ops import gibbs as _gibbs  # noqa: F401
 
-ROOT = Path(__file__).resolve().parents[1]
-DRIVER = ROOT / "tests" / "cuda_sim" / "gibbs_sim_driver.cpp"
-CXX = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("g++")
-
-pytestmark = pytest.mark.skipif(CXX is None, reason="no C++ compiler (g++) found")
+pytestmark = requires_cxx
 
 ops = torch.ops.gensample
-H100_SMS = 132
-MASK64 = (1 << 64) - 1
-STRAY, MISALIGNED, VEC = 0, 1, 2
 EPI_STATS = ("blocks", "threads", "groups", "vec", "bad_config")
 SWEEP_STATS = ("fits", "cb", "blocks", "threads", "smem_bytes", "smem_bad", "bad_config", "vec")
 
 
-def _asan_supported() -> bool:
-    return subprocess.run([CXX, "-fsanitize=address", "-x", "c++", "-", "-o", os.devnull],
-                          input=b"int main(){}", capture_output=True).returncode == 0
+sim = driver_fixture("gibbs_sim_driver.cpp", "gibbs_sim", torch_includes=False, werror=True)
 
 
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory):
-    exe = tmp_path_factory.mktemp("gibbs_sim") / "gibbs_sim"
-    cmd = [CXX, "-std=c++17", "-O1", "-g", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror",
-           "-I", str(ROOT / "csrc" / "include")]
-    if _asan_supported():
-        cmd += ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
-    cmd += [str(DRIVER), "-o", str(exe)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    assert res.returncode == 0, f"sim driver failed to compile:\n{' '.join(cmd)}\n{res.stderr[-8000:]}"
-    return exe
-
-
-def _i64(v: int) -> int:
-    v &= MASK64
-    return v - (1 << 64) if v >= (1 << 63) else v
-
-
-def _f32_word(x: float) -> int:
-    return struct.unpack("<I", struct.pack("<f", x))[0]
-
-
-def _run(exe, words, tensors, tmp_path):
-    inp, out = tmp_path / "in.bin", tmp_path / "out.bin"
-    with open(inp, "wb") as f:
-        f.write(struct.pack(f"<{len(words)}q", *[_i64(w) for w in words]))
-        for t in tensors:
-            f.write(t.to(torch.float32).contiguous().numpy().tobytes())
-    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0", UBSAN_OPTIONS="print_stacktrace=1")
-    res = subprocess.run([str(exe), str(inp), str(out)], capture_output=True, text=True, env=env)
-    assert res.returncode == 0, f"gibbs_sim failed ({res.returncode}):\n{res.stderr[-8000:]}"
-    data = out.read_bytes()
-    pos = 0
-
-    def i64():
-        nonlocal pos
-        (v,) = struct.unpack_from("<q", data, pos)
-        pos += 8
-        return v
-
-    stats = [i64() for _ in range(i64())]
-    outs = []
-    while pos < len(data):
-        nb = i64()
-        vals = torch.frombuffer(bytearray(data[pos:pos + nb]), dtype=torch.float32) if nb else torch.zeros(0)
-        pos += nb
-        n = i64()
-        counts = torch.frombuffer(bytearray(data[pos:pos + 4 * n]), dtype=torch.int32) if n else torch.zeros(0)
-        pos += 4 * n
-        outs.append((vals, counts))
-    return stats, outs
-
-
-def _check_writes(stats, outs, names):
-    assert stats[STRAY] == 0, "store outside every output buffer"
-    assert stats[MISALIGNED] == 0, "misaligned vector access"
-    for name, (_, counts) in zip(names, outs):
-        bad = (counts != 1).nonzero().flatten()
-        assert bad.numel() == 0, (f"{name}: {bad.numel()} elements not written exactly once, e.g. index "
-                                  f"{bad[:8].tolist()} written {counts[bad[:8]].tolist()} times")
+def _run(sim, words, tensors, tmp_path):
+    """Runs the driver on float32 tensors; the outputs come back as float32 tensors."""
+    stats, outs = run_driver(sim, words, [blob(t) for t in tensors], tmp_path)
+    return stats, [(decode(raw), counts) for raw, counts in outs]
 
 
 def assert_bits_equal(name, got, ref):
@@ -157,14 +88,14 @@ def _epilogue(sim, tmp_path, gauss, B, N, sms, step, beta, shift, seed_i=0):
         sigma = torch.rand(N, generator=gen) + 0.25
         nstd = (sigma.double() / 0.7**0.5).float()
         blobs += [sigma, nstd]
-    words = [1 if gauss else 0, B, N, sms, step, _f32_word(beta), shift, *seed_words, 1]
+    words = [1 if gauss else 0, B, N, sms, step, f32_word(beta), shift, *seed_words, 1]
     stats, outs = _run(sim, words, blobs, tmp_path)
     st = dict(zip(EPI_STATS, stats[3:]))
     assert st["bad_config"] == 0 and st["threads"] == 256
     assert st["vec"] == (shift == 0)
     if B * N >= 4 and shift == 0:
         assert stats[VEC] > 0, "aligned outputs should use vector access"
-    _check_writes(stats, outs, ["state", "prob"])
+    check_writes(stats, outs, ["state", "prob"])
     sub = R.substream(seed, step)
     if gauss:
         ref = ops.gaussian_half_step_torch(x, w.T.contiguous(), bias, sigma, nstd, sub)
@@ -203,7 +134,7 @@ def _sweeps(sim, tmp_path, B, nv, nh, sms, k, beta, seed_i):
     gen = torch.Generator().manual_seed(B * 1000 + nv * 10 + nh + k)
     w, vb, hb, v0 = dyadic(gen, nv, nh), dyadic(gen, nv), dyadic(gen, nh), binary(gen, B, nv)
     seed_words = list(SEEDS[seed_i % len(SEEDS)])
-    words = [2, B, nv, nh, k, _f32_word(beta), sms, *seed_words, 1]
+    words = [2, B, nv, nh, k, f32_word(beta), sms, *seed_words, 1]
     stats, outs = _run(sim, words, [v0, w, vb, hb], tmp_path)
     st = dict(zip(SWEEP_STATS, stats[3:]))
     return st, stats, outs, (v0, w, vb, hb, R.seed_pair(*seed_words))
@@ -220,7 +151,7 @@ def test_sweeps_kernel(sim, tmp_path, case):
         assert st["vec"] == (nv % 4 == 0 and nh % 4 == 0)
         if st["vec"]:
             assert stats[VEC] > 0, "the vector path should use 16-byte accesses"
-        _check_writes(stats, outs, ["v", "h", "h_prob"])
+        check_writes(stats, outs, ["v", "h", "h_prob"])
         ref = ops.gibbs_sweeps_torch(v0, w, vb, hb, seed, k, beta)
         for name, (got, _), r in zip(("v", "h", "h_prob"), outs, ref):
             assert_bits_equal(f"{name} (k={k}, beta={beta})", got, r)

@@ -20,116 +20,27 @@ functions; SM count given), doing the block reductions itself. Checked here:
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import struct
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import gensample  # noqa: F401  (registers the torch-backend spec ops)
+from cuda_sim_support import (H100_SMS, VEC, blob, check_base, check_once, decode, driver_fixture, f32_word,
+                              requires_cxx, run_driver)
 from gensample import random as R
 from gensample.ops import langevin as L
 
-ROOT = Path(__file__).resolve().parents[1]
-DRIVER = ROOT / "tests" / "cuda_sim" / "langevin_sim_driver.cpp"
-CXX = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("g++")
-
-pytestmark = pytest.mark.skipif(CXX is None, reason="no C++ compiler (g++) found")
+pytestmark = requires_cxx
 
 ops = torch.ops.gensample
-H100_SMS = 132
-MASK64 = (1 << 64) - 1
 INF = math.inf
-STRAY, MISALIGNED, VEC = 0, 1, 2
 STEP_STATS = ("blocks", "threads", "vec", "per_chain", "nseg", "reduce_blocks", "bad_config")
 MALA_STATS = ("nseg", "reduce_blocks", "select_blocks", "vec", "bad_config")
 SGLD_MAX_TENSORS = 48  # kSgldMaxTensors
 
 
-def _asan_supported() -> bool:
-    return subprocess.run([CXX, "-fsanitize=address", "-x", "c++", "-", "-o", os.devnull],
-                          input=b"int main(){}", capture_output=True).returncode == 0
-
-
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory):
-    import torch.utils.cpp_extension as cpp_ext
-
-    exe = tmp_path_factory.mktemp("langevin_sim") / "gs_lsim"
-    cmd = [CXX, "-std=c++17", "-O1", "-g", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror",
-           "-I", str(ROOT / "csrc" / "include")]
-    for inc in cpp_ext.include_paths():
-        cmd += ["-isystem", inc]
-    if _asan_supported():
-        cmd += ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
-    cmd += [str(DRIVER), "-o", str(exe)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    assert res.returncode == 0, f"sim driver failed to compile:\n{' '.join(cmd)}\n{res.stderr[-8000:]}"
-    return exe
-
-
-def _i64(v: int) -> int:
-    v &= MASK64
-    return v - (1 << 64) if v >= (1 << 63) else v
-
-
-def _f32bits(v: float) -> int:
-    return int(np.array(v, dtype=np.float32).view(np.uint32))
-
-
-def _blob(t: torch.Tensor) -> bytes:
-    return t.detach().to(torch.float32).contiguous().numpy().tobytes()
-
-
-def _run(exe, words, blobs, tmp_path):
-    inp, out = tmp_path / "in.bin", tmp_path / "out.bin"
-    with open(inp, "wb") as f:
-        f.write(struct.pack(f"<{len(words)}q", *[_i64(w) for w in words]))
-        for b in blobs:
-            f.write(b)
-    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0", UBSAN_OPTIONS="print_stacktrace=1")
-    res = subprocess.run([str(exe), str(inp), str(out)], capture_output=True, text=True, env=env)
-    assert res.returncode == 0, f"gs_lsim failed ({res.returncode}):\n{res.stderr[-8000:]}"
-    data = out.read_bytes()
-    pos = 0
-
-    def i64():
-        nonlocal pos
-        (v,) = struct.unpack_from("<q", data, pos)
-        pos += 8
-        return v
-
-    stats = [i64() for _ in range(i64())]
-    outs = []
-    while pos < len(data):
-        nb = i64()
-        raw = data[pos:pos + nb]
-        pos += nb
-        n = i64()
-        counts = torch.frombuffer(bytearray(data[pos:pos + 4 * n]), dtype=torch.int32) if n else torch.zeros(
-            0, dtype=torch.int32)
-        pos += 4 * n
-        outs.append((raw, counts))
-    return stats, outs
-
-
-def _decode(raw: bytes, dtype=torch.float32) -> torch.Tensor:
-    return torch.frombuffer(bytearray(raw), dtype=dtype) if raw else torch.zeros(0, dtype=dtype)
-
-
-def _check_base(stats):
-    assert stats[STRAY] == 0, "store outside every output buffer"
-    assert stats[MISALIGNED] == 0, "misaligned vector access"
-
-
-def _once(name, counts):
-    bad = (counts != 1).nonzero().flatten()
-    assert bad.numel() == 0, (f"{name}: {bad.numel()} elements not written exactly once, e.g. {bad[:8].tolist()} "
-                              f"written {counts[bad[:8]].tolist()} times")
+sim = driver_fixture("langevin_sim_driver.cpp", "gs_lsim", torch_includes=True, werror=True)
 
 
 def assert_bits(got, want, what):
@@ -159,21 +70,21 @@ def run_step(sim, tmp_path, *, C, M, mode, clamp=True, per_chain=True, in_place=
         hs = ss = 0
     lo, hi = (-1.5, 2.25) if clamp else (-INF, INF)
     words = [0, C, M, mode, int(clamp), sms, int(in_place), in_shift, out_shift, hs, ss, seed[0], seed[1],
-             seed_stride, _f32bits(clip), _f32bits(lo), _f32bits(hi), int(want_norm)]
-    blobs = [_blob(x), _blob(g), _blob(h if per_chain else h[:1]), _blob(s if per_chain else s[:1])]
-    stats, outs = _run(sim, words, blobs, tmp_path)
-    _check_base(stats)
+             seed_stride, f32_word(clip), f32_word(lo), f32_word(hi), int(want_norm)]
+    blobs = [blob(x), blob(g), blob(h if per_chain else h[:1]), blob(s if per_chain else s[:1])]
+    stats, outs = run_driver(sim, words, blobs, tmp_path)
+    check_base(stats)
     st = dict(zip(STEP_STATS, stats[3:]))
     assert st["bad_config"] == 0 and st["threads"] == 256
     need_norm = want_norm or mode == 2
-    _once("out", outs[0][1])
+    check_once("out", outs[0][1])
     if need_norm:
-        _once("grad_norm", outs[1][1])
+        check_once("grad_norm", outs[1][1])
     if mode == 2:
-        _once("scale", outs[2][1])
+        check_once("scale", outs[2][1])
     if st["nseg"] > 1 and need_norm:
-        _once("ws", outs[3][1])
-    out = _decode(outs[0][0]).view(C, M)
+        check_once("ws", outs[3][1])
+    out = decode(outs[0][0]).view(C, M)
     pair = R.seed_pair(*seed)
     want, want_n = ops.langevin_step_torch(x, g, h, s, pair, clip, mode, lo, hi, want_norm)
     if mode == 2:
@@ -181,7 +92,7 @@ def run_step(sim, tmp_path, *, C, M, mode, clamp=True, per_chain=True, in_place=
     else:
         assert_bits(out, want, "x'")
     if need_norm:
-        torch.testing.assert_close(_decode(outs[1][0]), want_n, rtol=1e-6, atol=0)
+        torch.testing.assert_close(decode(outs[1][0]), want_n, rtol=1e-6, atol=0)
     return st, stats
 
 
@@ -255,20 +166,20 @@ def run_mala(sim, tmp_path, *, C, M, per_chain=True, sms=H100_SMS, shift=0, gen_
     seed = R.substream(base, 1)
     hs = 1 if per_chain else 0
     words = [1, C, M, sms, shift, hs, hs, int(seed[0]), int(seed[1]), 1]
-    blobs = [_blob(x), _blob(g), _blob(xp), _blob(gp), _blob(e), _blob(ep), _blob(h if per_chain else h[:1]),
-             _blob(s if per_chain else s[:1])]
-    stats, outs = _run(sim, words, blobs, tmp_path)
-    _check_base(stats)
+    blobs = [blob(x), blob(g), blob(xp), blob(gp), blob(e), blob(ep), blob(h if per_chain else h[:1]),
+             blob(s if per_chain else s[:1])]
+    stats, outs = run_driver(sim, words, blobs, tmp_path)
+    check_base(stats)
     st = dict(zip(MALA_STATS, stats[3:]))
     assert st["bad_config"] == 0
     tx, tg, te = x.clone(), g.clone(), e.clone()
     acc_t, la_t = ops.mala_accept__torch(tx, tg, te, xp, gp, ep, h, s, seed)
-    ax, ag = _decode(outs[0][0]).view(C, M), _decode(outs[1][0]).view(C, M)
-    ae, acc, la = _decode(outs[2][0]), _decode(outs[3][0], torch.bool), _decode(outs[4][0])
+    ax, ag = decode(outs[0][0]).view(C, M), decode(outs[1][0]).view(C, M)
+    ae, acc, la = decode(outs[2][0]), decode(outs[3][0], torch.bool), decode(outs[4][0])
     for name, k in (("energy", 2), ("accepted", 3), ("log_alpha", 4)):
-        _once(name, outs[k][1])
+        check_once(name, outs[k][1])
     if st["nseg"] > 1:
-        _once("ws", outs[5][1])
+        check_once("ws", outs[5][1])
     # x / grad: rows of accepted chains written once, the others never
     want_counts = acc_t[:, None].expand(C, M).reshape(-1).to(torch.int32)
     for name, k in (("x", 0), ("grad", 1)):
@@ -308,19 +219,19 @@ def run_sgld(sim, tmp_path, sizes, *, lr=1e-3, noise=0.05, wd=0.01, shift=0, see
     gen = torch.Generator().manual_seed(gen_seed)
     params = [torch.randn(n, generator=gen) for n in sizes]
     grads = [torch.randn(n, generator=gen) * 2 for n in sizes]
-    words = [2, len(sizes), *sizes, shift, _f32bits(lr), _f32bits(noise), _f32bits(wd), seed[0], seed[1], 1]
+    words = [2, len(sizes), *sizes, shift, f32_word(lr), f32_word(noise), f32_word(wd), seed[0], seed[1], 1]
     blobs = []
     for p, g in zip(params, grads):
-        blobs += [_blob(p), _blob(g)]
-    stats, outs = _run(sim, words, blobs, tmp_path)
-    _check_base(stats)
+        blobs += [blob(p), blob(g)]
+    stats, outs = run_driver(sim, words, blobs, tmp_path)
+    check_base(stats)
     launches, bad = stats[3], stats[4]
     assert bad == 0
     want = [p.clone() for p in params]
     ops.sgld_step__torch(want, grads, lr, noise, wd, R.seed_pair(*seed))
     for k, ((raw, counts), w) in enumerate(zip(outs, want)):
-        _once(f"params[{k}]", counts)
-        assert_bits(_decode(raw), w, f"params[{k}]")
+        check_once(f"params[{k}]", counts)
+        assert_bits(decode(raw), w, f"params[{k}]")
     return launches, stats
 
 

@@ -13,59 +13,15 @@
 // -fsanitize=address, so out-of-bounds reads of the input views abort.
 //
 // Protocol: gs_sim IN OUT. IN is a stream of little-endian int64 words followed by
-// raw tensor storages (see the readers below and tests/test_cuda_sim.py); OUT is
-//   int64 n_stats, int64 stats[n_stats],
-//   then per output buffer: int64 nbytes, bytes, int64 n, int32 write_counts[n].
+// raw tensor storages (see the readers below and tests/test_cuda_sim.py); OUT as
+// described in sim_common.h (stats, then per output buffer its bytes and write counts).
+//
+// sim_common.h (the instrumentation hooks, the IO and main()) must precede the
+// kernel headers.
+#include "sim_common.h"
+
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
-
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <stdexcept>
-#include <string>
-#include <vector>
-
-// --- instrumentation hooks (must precede the kernel headers) -----------------
-namespace sim {
-
-struct OutBuf {
-  char* base;
-  size_t elem;
-  size_t n;
-  std::vector<int32_t> counts;
-};
-std::vector<OutBuf*> g_outs;
-int64_t g_stray_stores = 0;   // stores outside every output buffer, or off the element grid
-int64_t g_misaligned = 0;     // 4-vector accesses at a misaligned address
-int64_t g_vec_accesses = 0;   // 4-vector accesses (loads and stores)
-
-inline void record_store(const void* p, size_t elem, size_t n) {
-  const char* c = static_cast<const char*>(p);
-  for (OutBuf* b : g_outs) {
-    if (c >= b->base && c < b->base + b->elem * b->n) {
-      const size_t off = static_cast<size_t>(c - b->base);
-      if (elem != b->elem || off % elem != 0 || off / elem + n > b->n) {
-        ++g_stray_stores;
-        return;
-      }
-      for (size_t i = 0; i < n; ++i) ++b->counts[off / elem + i];
-      return;
-    }
-  }
-  ++g_stray_stores;
-}
-
-inline void check_aligned(const void* p, size_t bytes) {
-  ++g_vec_accesses;
-  if (reinterpret_cast<uintptr_t>(p) % bytes != 0) ++g_misaligned;
-}
-
-}  // namespace sim
-
-#define GS_SIM_RECORD_STORE(ptr, n) ::sim::record_store((ptr), sizeof(*(ptr)), (n))
-#define GS_SIM_CHECK_ALIGNED(ptr, bytes) ::sim::check_aligned((ptr), (bytes))
 
 #include "gensample/kernels/random_thread.h"
 #include "gensample/kernels/reparam_thread.h"
@@ -75,32 +31,7 @@ namespace sim {
 using gensample::kernels::View2;
 namespace K = gensample::kernels;
 
-// --- input --------------------------------------------------------------------
-
-struct Reader {
-  std::vector<char> data;
-  size_t pos = 0;
-  int64_t i64() {
-    if (pos + 8 > data.size()) throw std::runtime_error("input truncated");
-    int64_t v;
-    std::memcpy(&v, data.data() + pos, 8);
-    pos += 8;
-    return v;
-  }
-  void bytes(void* dst, size_t n) {
-    if (pos + n > data.size()) throw std::runtime_error("input truncated (blob)");
-    if (n) std::memcpy(dst, data.data() + pos, n);
-    pos += n;
-  }
-};
-
-// A buffer of exactly `bytes` bytes (ASan sees its end) on a 256-byte boundary,
-// like a CUDA allocation.
-void* alloc_exact(size_t bytes) {
-  void* p = nullptr;
-  if (posix_memalign(&p, 256, bytes ? bytes : 1) != 0) throw std::bad_alloc();
-  return p;
-}
+// --- input views -------------------------------------------------------------
 
 // A strided 2-D (or 3-D) input view: storage + offset + strides.
 struct InView {
@@ -134,68 +65,6 @@ const scalar_t* vptr(const InView& v) {
 template <typename scalar_t>
 View2<scalar_t> view2(const InView& v) {
   return {vptr<scalar_t>(v), v.rs, v.cs};
-}
-
-// --- output -------------------------------------------------------------------
-
-// An output of n elements at element offset `shift` into an exact-size buffer
-// (shift != 0 emulates a misaligned output to exercise the scalar fallbacks),
-// filled with 0xFF bytes (NaN in every floating dtype).
-struct Out {
-  OutBuf buf;
-  void* storage = nullptr;
-  template <typename T>
-  T* ptr() {
-    return reinterpret_cast<T*>(buf.base);
-  }
-};
-
-Out* make_out(size_t n, size_t elem, int64_t shift) {
-  Out* o = new Out();
-  const size_t bytes = (n + static_cast<size_t>(shift)) * elem;
-  o->storage = alloc_exact(bytes);
-  std::memset(o->storage, 0xFF, bytes);
-  o->buf.base = static_cast<char*>(o->storage) + shift * elem;
-  o->buf.elem = elem;
-  o->buf.n = n;
-  o->buf.counts.assign(n, 0);
-  g_outs.push_back(&o->buf);
-  return o;
-}
-
-void write_outputs(const char* path, const std::vector<int64_t>& stats, const std::vector<Out*>& outs) {
-  FILE* f = std::fopen(path, "wb");
-  if (!f) throw std::runtime_error(std::string("cannot open ") + path);
-  const int64_t ns = static_cast<int64_t>(stats.size());
-  std::fwrite(&ns, 8, 1, f);
-  if (ns) std::fwrite(stats.data(), 8, stats.size(), f);
-  for (Out* o : outs) {
-    const int64_t nbytes = static_cast<int64_t>(o->buf.n * o->buf.elem);
-    std::fwrite(&nbytes, 8, 1, f);
-    if (nbytes) std::fwrite(o->buf.base, 1, static_cast<size_t>(nbytes), f);
-    const int64_t n = static_cast<int64_t>(o->buf.n);
-    std::fwrite(&n, 8, 1, f);
-    if (n) std::fwrite(o->buf.counts.data(), 4, o->buf.counts.size(), f);
-  }
-  std::fclose(f);
-}
-
-std::vector<int64_t> base_stats() { return {g_stray_stores, g_misaligned, g_vec_accesses}; }
-
-// The seed pair lives in device memory; here, a buffer read through the stride.
-struct SeedBuf {
-  std::vector<int64_t> mem;
-  int64_t stride;
-  const int64_t* ptr() const { return mem.data(); }
-};
-SeedBuf read_seed(Reader& rd) {
-  SeedBuf s;
-  const int64_t seed = rd.i64(), offset = rd.i64();
-  s.stride = rd.i64();
-  s.mem.assign(static_cast<size_t>(s.stride) + 1, 0x5A5A5A5A5A5A5A5ALL);  // filler between the two words
-  s.mem[0] = seed;
-  s.mem[static_cast<size_t>(s.stride)] = offset;
-  return s;
 }
 
 // --- random fill ----------------------------------------------------------------
@@ -357,30 +226,13 @@ struct Bwd {
 }  // namespace sim
 
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: %s IN OUT\n", argv[0]);
-    return 2;
-  }
-  try {
-    sim::Reader rd;
-    FILE* f = std::fopen(argv[1], "rb");
-    if (!f) throw std::runtime_error("cannot open input");
-    char chunk[1 << 16];
-    size_t got;
-    while ((got = std::fread(chunk, 1, sizeof(chunk), f)) > 0) rd.data.insert(rd.data.end(), chunk, chunk + got);
-    std::fclose(f);
-    const int64_t op = rd.i64();
+  return sim::sim_main(argc, argv, "gs_sim", [](int64_t op, sim::Reader& rd, const char* out) {
     switch (op) {
-      case 0: sim::run_random<false>(rd, argv[2]); break;
-      case 1: sim::run_random<true>(rd, argv[2]); break;
-      case 2: sim::dispatch_dtype<sim::Fwd>(rd.i64(), rd, argv[2]); break;
-      case 3: sim::dispatch_dtype<sim::Bwd>(rd.i64(), rd, argv[2]); break;
+      case 0: sim::run_random<false>(rd, out); break;
+      case 1: sim::run_random<true>(rd, out); break;
+      case 2: sim::dispatch_dtype<sim::Fwd>(rd.i64(), rd, out); break;
+      case 3: sim::dispatch_dtype<sim::Bwd>(rd.i64(), rd, out); break;
       default: throw std::runtime_error("bad op code");
     }
-    if (rd.pos != rd.data.size()) throw std::runtime_error("trailing input bytes");
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "gs_sim: %s\n", e.what());
-    return 1;
-  }
-  return 0;
+  });
 }
