@@ -100,25 +100,11 @@ def time_calls(fn, repeats, warmup, sync):
 def main():
     args = ARGS
     device = args.device
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda but torch.cuda.is_available() is False")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    results, notes, t_start = common.start_run(args, "diagnostics",
+                                               "--quick run: small shape; a smoke test, not a measurement",
+                                               busy_what="CPU timings")
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     C, N, D = (int(v) for v in args.shape.lower().split("x"))
-    t_start = time.perf_counter()
-    results = {"schema": "gensample-bench/1", "benchmark": "diagnostics", "meta": common.metadata(device),
-               "settings": dict(vars(args)), "notes": [], "records": []}
-    notes = results["notes"]
-    if args.quick:
-        notes.append("--quick run: small shape; a smoke test, not a measurement")
-    try:
-        load1 = float((common._read("/proc/loadavg") or "0").split()[0])
-    except ValueError:
-        load1 = 0.0
-    if load1 > 0.5 * (os.cpu_count() or 1):
-        notes.append(f"machine was busy at the start (1-min load average {load1:.2f} on {os.cpu_count()} "
-                     "logical CPUs): CPU timings inflate badly when cores are shared; rerun quiet")
     log(f"gensample {gensample.__version__}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
         f"device {device}, shape {C}x{N}x{D} {args.dtype}")
     x = make_chains(C, N, D, getattr(torch, args.dtype), device)
@@ -174,8 +160,7 @@ def main():
     rec["meets_floor"] = bool(best < FLOOR_S) if (C, N, D) == (64, 10000, 100) else None
     rec["ess_bulk_range"] = [float(ours["ess_bulk"].min()), float(ours["ess_bulk"].max())]
     results["records"].append(rec)
-    results["meta"]["total_wall_s"] = time.perf_counter() - t_start
-    results["meta"]["loadavg_end"] = common._read("/proc/loadavg")
+    common.finish_meta(results, t_start)
 
     rows = []
     for name, r in rec["impls"].items():
@@ -192,12 +177,7 @@ def main():
     for n in notes:
         out.append(f"note: {n}")
     print("\n".join(out))
-    path = args.json
-    if path == "auto":
-        path = os.path.join(HERE, "results", f"diagnostics-{device}-{common.device_slug(device)}.json")
-    if path:
-        common.write_json(path, results)
-        log(f"wrote {path}")
+    common.save_results(results, args.json, HERE, "diagnostics", device)
     log(f"total {results['meta']['total_wall_s']:.1f} s")
     return results
 

@@ -133,12 +133,9 @@ def render_gibbs(results) -> str:
     out = []
     for section, title in (("sweeps", "Block Gibbs sweeps, fp32 (k sweeps = 2k+1 half-steps)"),
                            ("cd", "Full CD-1 training step, fp32")):
-        recs = [r for r in results.get("records", []) if r.get("section") == section]
-        if not recs:
+        groups = common.group_records(results, section, lambda r: r["case"])
+        if not groups:
             continue
-        groups = {}
-        for r in recs:
-            groups.setdefault(r["case"], []).append(r)
         rows = []
         for case, g in groups.items():
             st = {r["impl"]: _stats(r) for r in g}
@@ -481,25 +478,9 @@ def inductor_warmup(device):
 def main():
     args = ARGS
     device = args.device
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda but torch.cuda.is_available() is False")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    t_start = time.perf_counter()
-    runner = common.Runner(device=device, block_time=args.block_time, min_blocks=args.min_blocks,
-                           max_blocks=args.max_blocks, group_budget=args.group_budget)
-    results = {"schema": "gensample-bench/1", "benchmark": "gibbs", "meta": common.metadata(device),
-               "settings": {k: v for k, v in vars(args).items()}, "notes": [], "records": []}
-    notes = results["notes"]
-    if args.quick:
-        notes.append("--quick run: small cases, short blocks, few rounds; a smoke test, not a measurement")
-    try:
-        load1 = float((common._read("/proc/loadavg") or "0").split()[0])
-    except ValueError:
-        load1 = 0.0
-    if load1 > 0.5 * (os.cpu_count() or 1):
-        notes.append(f"machine was busy at the start (1-min load average {load1:.2f} on {os.cpu_count()} "
-                     "logical CPUs): multi-threaded CPU timings inflate badly when cores are shared; rerun quiet")
+    results, notes, t_start = common.start_run(
+        args, "gibbs", "--quick run: small cases, short blocks, few rounds; a smoke test, not a measurement")
+    runner = common.make_runner(args, device)
     backends = candidate_backends(device, notes)
     results["backends"] = backends
     if "torch" in backends:
@@ -529,31 +510,12 @@ def main():
     cd_cases = args.cd_case_list or cd_cases
     if not args.no_compile:
         results["meta"]["inductor_warmup_s"] = inductor_warmup(device)
-    sec_times = {}
-    for sec in [s.strip() for s in args.sections.split(",") if s.strip()]:
-        t0 = time.perf_counter()
-        try:
-            if sec == "sweeps":
-                section_sweeps(args, runner, results, backends, cases)
-            elif sec == "cd":
-                section_cd(args, runner, results, backends, cd_cases)
-            else:
-                raise SystemExit(f"unknown section {sec!r}")
-        except SystemExit:
-            raise
-        except Exception as e:
-            log(traceback.format_exc())
-            notes.append(f"section {sec} failed: {_err(e)}")
-        sec_times[sec] = time.perf_counter() - t0
-    results["meta"]["section_wall_s"] = sec_times
-    results["meta"]["total_wall_s"] = time.perf_counter() - t_start
-    results["meta"]["loadavg_end"] = common._read("/proc/loadavg")
-    path = args.json
-    if path == "auto":
-        path = os.path.join(HERE, "results", f"gibbs-{device}-{common.device_slug(device)}.json")
-    if path:
-        common.write_json(path, results)
-        log(f"wrote {path}")
+    sec_times = common.run_sections([s.strip() for s in args.sections.split(",") if s.strip()], {
+        "sweeps": lambda: section_sweeps(args, runner, results, backends, cases),
+        "cd": lambda: section_cd(args, runner, results, backends, cd_cases),
+    }, notes, _err, log_times=False)
+    common.finish_meta(results, t_start, sec_times)
+    common.save_results(results, args.json, HERE, "gibbs", device)
     print(render_all(results), end="")
     return results
 

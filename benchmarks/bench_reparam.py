@@ -346,25 +346,9 @@ def section_generators(args, runner, results, backends):
 def main():
     args = ARGS
     device = args.device
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda but torch.cuda.is_available() is False")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    t_start = time.perf_counter()
-    runner = common.Runner(device=device, block_time=args.block_time, min_blocks=args.min_blocks,
-                           max_blocks=args.max_blocks, group_budget=args.group_budget)
-    results = {"schema": "gensample-bench/1", "benchmark": "reparam", "meta": common.metadata(device),
-               "settings": {k: v for k, v in vars(args).items()}, "notes": [], "records": []}
-    notes = results["notes"]
-    if args.quick:
-        notes.append("--quick run: short blocks and few rounds; a smoke test, not a measurement")
-    try:
-        load1 = float((common._read("/proc/loadavg") or "0").split()[0])
-    except ValueError:
-        load1 = 0.0
-    if load1 > 0.5 * (os.cpu_count() or 1):
-        notes.append(f"machine was busy at the start (1-min load average {load1:.2f} on {os.cpu_count()} "
-                     "logical CPUs): multi-threaded CPU timings inflate badly when cores are shared; rerun quiet")
+    results, notes, t_start = common.start_run(
+        args, "reparam", "--quick run: short blocks and few rounds; a smoke test, not a measurement")
+    runner = common.make_runner(args, device)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     log(f"gensample {gensample.__version__}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
         f"device {device}")
@@ -394,43 +378,19 @@ def main():
     extra = sorted({b * d for b, d in parse_shapes(args.shapes)}) if "reparam" in sections else []
     results["ceilings"] = common.measure_ceilings(runner, device, quick=args.quick, extra_copy_numels=extra)
 
-    sec_times = {}
-    for sec in sections:
-        t0 = time.perf_counter()
-        try:
-            if sec == "reparam":
-                if not args.no_compile:
-                    results["meta"]["inductor_warmup_s"] = inductor_warmup(device)
-                section_reparam(args, runner, results, rep_backends)
-            elif sec == "generators":
-                section_generators(args, runner, results, gen_backends)
-            else:
-                raise SystemExit(f"unknown section {sec!r}")
-        except SystemExit:
-            raise
-        except Exception as e:
-            log(traceback.format_exc())
-            notes.append(f"section {sec} failed: {_err(e)}")
-        sec_times[sec] = time.perf_counter() - t0
-        log(f"== section {sec} took {sec_times[sec]:.1f} s")
+    def reparam():
+        if not args.no_compile:
+            results["meta"]["inductor_warmup_s"] = inductor_warmup(device)
+        section_reparam(args, runner, results, rep_backends)
 
-    # The 256 MB copy again, to see drift over the run (render uses the larger of the two).
-    src = torch.randn(64 * common.MB, device=device)
-    dst = torch.empty_like(src)
-    r = common.time_single(runner, lambda: dst.copy_(src), "copy end")
-    r["GBps"] = 2 * src.nbytes / r["median_s"] / common.GB
-    results["ceilings_end"] = {"copy": {str(64 * common.MB): r}}
-    del src, dst
+    sec_times = common.run_sections(sections, {
+        "reparam": reparam,
+        "generators": lambda: section_generators(args, runner, results, gen_backends),
+    }, notes, _err)
 
-    results["meta"]["section_wall_s"] = sec_times
-    results["meta"]["total_wall_s"] = time.perf_counter() - t_start
-    results["meta"]["loadavg_end"] = common._read("/proc/loadavg")
-    path = args.json
-    if path == "auto":
-        path = os.path.join(HERE, "results", f"reparam-{device}-{common.device_slug(device)}.json")
-    if path:
-        common.write_json(path, results)
-        log(f"wrote {path}")
+    common.copy_ceiling_end(runner, device, results)
+    common.finish_meta(results, t_start, sec_times)
+    common.save_results(results, args.json, HERE, "reparam", device)
     print(render.render(results), end="")
     log(f"total {results['meta']['total_wall_s']:.1f} s")
     return results

@@ -532,3 +532,112 @@ def md_table(headers, rows) -> str:
     for r in rows:
         out.append("| " + " | ".join(str(c) for c in r) + " |")
     return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------
+# main() scaffolding shared by the bench_*.py scripts
+# ---------------------------------------------------------------------------
+
+
+def start_run(args, benchmark: str, quick_note: str, busy_what: str = "multi-threaded CPU timings"):
+    """Check ``--device``, apply ``--threads``, and open the results dict.
+
+    Returns ``(results, notes, t_start)``; ``notes`` is ``results["notes"]`` with the
+    ``--quick`` note and, when the 1-min load average is over half the logical CPUs,
+    a busy-machine note.
+    """
+    import torch
+
+    device = args.device
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda but torch.cuda.is_available() is False")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t_start = time.perf_counter()
+    results = {"schema": "gensample-bench/1", "benchmark": benchmark, "meta": metadata(device),
+               "settings": dict(vars(args)), "notes": [], "records": []}
+    notes = results["notes"]
+    if args.quick:
+        notes.append(quick_note)
+    try:
+        load1 = float((_read("/proc/loadavg") or "0").split()[0])
+    except ValueError:
+        load1 = 0.0
+    if load1 > 0.5 * (os.cpu_count() or 1):
+        notes.append(f"machine was busy at the start (1-min load average {load1:.2f} on {os.cpu_count()} "
+                     f"logical CPUs): {busy_what} inflate badly when cores are shared; rerun quiet")
+    return results, notes, t_start
+
+
+def make_runner(args, device: str) -> "Runner":
+    return Runner(device=device, block_time=args.block_time, min_blocks=args.min_blocks,
+                  max_blocks=args.max_blocks, group_budget=args.group_budget)
+
+
+def run_sections(sections, handlers: dict, notes: list, err, log_times: bool = True) -> dict:
+    """Run ``handlers[sec]()`` for each section; a failure becomes a note. Returns wall times."""
+    import traceback
+
+    sec_times = {}
+    for sec in sections:
+        t0 = time.perf_counter()
+        try:
+            if sec not in handlers:
+                raise SystemExit(f"unknown section {sec!r}")
+            handlers[sec]()
+        except SystemExit:
+            raise
+        except Exception as e:
+            log(traceback.format_exc())
+            notes.append(f"section {sec} failed: {err(e)}")
+        sec_times[sec] = time.perf_counter() - t0
+        if log_times:
+            log(f"== section {sec} took {sec_times[sec]:.1f} s")
+    return sec_times
+
+
+def copy_ceiling_end(runner: "Runner", device: str, results: dict) -> None:
+    """The 256 MB copy again, to see drift over the run (render uses the larger of the two)."""
+    import torch
+
+    src = torch.randn(64 * MB, device=device)
+    dst = torch.empty_like(src)
+    r = time_single(runner, lambda: dst.copy_(src), "copy end")
+    r["GBps"] = 2 * src.nbytes / r["median_s"] / GB
+    results["ceilings_end"] = {"copy": {str(64 * MB): r}}
+    del src, dst
+
+
+def finish_meta(results: dict, t_start: float, sec_times: dict | None = None) -> None:
+    if sec_times is not None:
+        results["meta"]["section_wall_s"] = sec_times
+    results["meta"]["total_wall_s"] = time.perf_counter() - t_start
+    results["meta"]["loadavg_end"] = _read("/proc/loadavg")
+
+
+def save_results(results: dict, json_arg: str, here: str, benchmark: str, device: str,
+                 md_text: str | None = None):
+    """Write the JSON (``--json auto``: results/<benchmark>-<device>-<slug>.json), and a .md beside it
+    when ``md_text`` is given. Returns the path, or None when ``--json`` is empty."""
+    path = json_arg
+    if path == "auto":
+        path = os.path.join(here, "results", f"{benchmark}-{device}-{device_slug(device)}.json")
+    if path:
+        write_json(path, results)
+        if md_text is not None:
+            md = os.path.splitext(path)[0] + ".md"
+            with open(md, "w") as f:
+                f.write(md_text)
+            log(f"wrote {path} and {md}")
+        else:
+            log(f"wrote {path}")
+    return path
+
+
+def group_records(results: dict, section: str, key) -> dict:
+    """The records of ``section`` grouped by ``key(record)``, in run order (empty when none)."""
+    groups = {}
+    for r in results.get("records", []):
+        if r.get("section") == section:
+            groups.setdefault(key(r), []).append(r)
+    return groups

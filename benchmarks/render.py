@@ -100,11 +100,8 @@ def _group_key(r):
 
 
 def reparam_rows(results):
-    recs = [r for r in results.get("records", []) if r.get("section") == "reparam"]
     bw = copy_bw(results)
-    groups = {}
-    for r in recs:
-        groups.setdefault(_group_key(r), []).append(r)
+    groups = common.group_records(results, "reparam", _group_key)
     rows = []
     for key in groups:  # insertion order = run order
         g = groups[key]
@@ -145,12 +142,9 @@ def render_reparam(results) -> str:
 
 
 def render_generators(results) -> str:
-    recs = [r for r in results.get("records", []) if r.get("section") == "generators"]
-    if not recs:
+    groups = common.group_records(results, "generators", lambda r: (r["kind"], r["numel"]))
+    if not groups:
         return ""
-    groups = {}
-    for r in recs:
-        groups.setdefault((r["kind"], r["numel"]), []).append(r)
     rows = []
     for (kind, numel), g in groups.items():
         st = {r["impl"]: _stats(r) for r in g}
