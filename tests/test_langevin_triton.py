@@ -14,36 +14,22 @@ Run on CPU tensors through the Triton interpreter. Properties checked:
 * for sm_90 (no GPU needed): the step kernel compiles FMA-free with FP fusion on and
   moves x/grad/out with 16-byte vector accesses; the other kernels compile.
 """
-import os
-
-os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported
+from triton_support import ROOT, compile_check, needs_nvidia_backend, require_interpreted_triton  # noqa: E402,I001  (sets TRITON_INTERPRET first)
 
 import math  # noqa: E402
-import pathlib  # noqa: E402
 import re  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 import textwrap  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-pytest.importorskip("triton")
-
-import triton  # noqa: E402
+require_interpreted_triton()
 
 import gensample  # noqa: E402,F401
 from gensample import random as R  # noqa: E402
-from gensample.ops import _triton_loader  # noqa: E402
 from gensample.ops import langevin as L  # noqa: E402
 
-if os.environ.get("TRITON_INTERPRET") != "1":  # pragma: no cover
-    pytest.skip("these tests run the Triton kernels on CPU tensors (TRITON_INTERPRET=1)", allow_module_level=True)
-if not _triton_loader.load():  # pragma: no cover
-    pytest.skip(f"triton kernels unavailable: {_triton_loader._error}", allow_module_level=True)
-
 ops = torch.ops.gensample
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 INF = math.inf
 
 SEEDS = [
@@ -431,13 +417,8 @@ _COMPILE_SCRIPT = textwrap.dedent(r"""
     print("OK")
 """)
 
-_HAS_NVIDIA_BACKEND = (pathlib.Path(triton.__file__).parent / "backends/nvidia/bin/ptxas").exists()
 
 
-@pytest.mark.skipif(not _HAS_NVIDIA_BACKEND, reason="triton's NVIDIA backend (ptxas) is not installed")
+@needs_nvidia_backend()
 def test_kernels_compile_for_sm90():
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_DEFAULT_FP_FUSION"] = "1"
-    r = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT, str(ROOT)], capture_output=True, text=True, env=env,
-                       timeout=600)
-    assert r.returncode == 0 and "OK" in r.stdout, r.stdout[-3000:] + r.stderr[-5000:]
+    compile_check(_COMPILE_SCRIPT)

@@ -4,41 +4,29 @@
 * reparam forward/backward agree with a float64 torch formula fed the same noise;
 * every kernel also compiles for sm_90 (no GPU needed) and the normal stream has no FMA.
 """
-import os
-
-# Must be set before triton (and therefore gensample) is imported.
-os.environ.setdefault("TRITON_INTERPRET", "1")
+from triton_support import ROOT, compile_check, needs_nvidia_backend, require_interpreted_triton  # noqa: E402,I001  (sets TRITON_INTERPRET first)
 
 import fractions  # noqa: E402
 import math  # noqa: E402
-import pathlib  # noqa: E402
+import os  # noqa: E402
 import re  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 import textwrap  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-pytest.importorskip("triton")
+require_interpreted_triton()
 
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
 import gensample  # noqa: E402,F401
 from gensample import random as R  # noqa: E402
-from gensample.ops import _triton_loader  # noqa: E402
 from gensample.ops import random_triton as rt  # noqa: E402
 from gensample.ops import reparam_triton as rp  # noqa: E402
 
-if os.environ.get("TRITON_INTERPRET") != "1":  # pragma: no cover
-    pytest.skip("these tests run the Triton kernels on CPU tensors (TRITON_INTERPRET=1)", allow_module_level=True)
-if not _triton_loader.load():  # pragma: no cover
-    pytest.skip(f"triton kernels unavailable: {_triton_loader._error}", allow_module_level=True)
-
 ops = torch.ops.gensample
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 SEEDS = [
     (0, 0),
@@ -494,25 +482,20 @@ _COMPILE_SCRIPT = textwrap.dedent(r"""
 """)
 
 
-_HAS_NVIDIA_BACKEND = (pathlib.Path(triton.__file__).parent / "backends/nvidia/bin/ptxas").exists()
 
 
 def _compile_check(mode: str) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_DEFAULT_FP_FUSION"] = "1"  # what triton 3.9 defaults to (silences its warning)
-    r = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT, str(ROOT), mode], capture_output=True, text=True,
-                       env=env, timeout=600)
-    assert r.returncode == 0 and "OK" in r.stdout, r.stdout[-3000:] + r.stderr[-5000:]
+    compile_check(_COMPILE_SCRIPT, mode)
 
 
-@pytest.mark.skipif(not _HAS_NVIDIA_BACKEND, reason="triton's NVIDIA backend (ptxas) is not installed")
+@needs_nvidia_backend()
 def test_kernels_compile_for_sm90():
     """The normal stream (FMA-free) and, as torch.compile regenerates them, the reparam kernels."""
     _compile_check("quick")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _HAS_NVIDIA_BACKEND, reason="triton's NVIDIA backend (ptxas) is not installed")
+@needs_nvidia_backend()
 @pytest.mark.skipif(os.environ.get("GENSAMPLE_SLOW_TESTS") != "1", reason="about 40 s cold; GENSAMPLE_SLOW_TESTS=1 runs it")
 def test_kernels_compile_for_sm90_all_variants():
     """Every dtype / flag combination of the reparam kernels."""
