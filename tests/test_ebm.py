@@ -6,12 +6,7 @@ from gensample import LangevinSampler, ReplayBuffer
 from gensample.ebm import ContrastiveDivergence, contrastive_divergence_loss
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Tiny(torch.nn.Module):

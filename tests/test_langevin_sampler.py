@@ -10,7 +10,6 @@
   number of chains and the step window.
 """
 import math
-from statistics import NormalDist
 
 import pytest
 import torch
@@ -21,42 +20,20 @@ from gensample import random as R
 from gensample.samplers import (LangevinNonFiniteError, LangevinSampler, LangevinState, energy_and_grad, init_state,
                                 make_params, ula_step)
 
-from conftest import backend_params
+from conftest import backend_params, fast_backend_for, has_kernels
+from conftest import z_bonferroni as _z
 
 
-def _cpu_kernel(name):
-    """This build registers a CPU kernel for gensample::name (not just its schema)."""
-    return hasattr(torch.ops.gensample, name) and torch._C._dispatch_has_kernel_for_dispatch_key(
-        f"gensample::{name}", "CPU")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fast_backend():
     """The cpu backend's kernels when this build has them, else the torch spec."""
-    if _backend.unavailable_reason("cpu", "cpu") is None and _cpu_kernel("langevin_step_"):
-        return "cpu"
-    return "torch"
+    return fast_backend_for("langevin_step_")
 
 
 def _has_kernels(b):
-    if b == "torch":
-        return True
-    if b == "triton":
-        return hasattr(torch.ops.gensample, "langevin_step__triton")
-    return _cpu_kernel("langevin_step_")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These chains are small per step (C * d <= 60k elements): one thread is as fast and
-    immune to the 10-100x OpenMP slowdowns of a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _z(n_tests, rate=1e-4):
-    return NormalDist().inv_cdf(1 - rate / (2 * n_tests))
+    return has_kernels(b, "langevin_step_")
 
 
 class MLP(torch.nn.Module):

@@ -7,25 +7,19 @@ from statistics import NormalDist
 import pytest
 import torch
 
-from gensample import _backend, targets
+from gensample import targets
 from gensample import random as R
 from gensample.ops import sgld_step_
 from gensample.optim import SGLD
 
+from conftest import fast_backend_for
+
 
 def fast_backend():
-    ok = hasattr(torch.ops.gensample, "sgld_step_") and torch._C._dispatch_has_kernel_for_dispatch_key(
-        "gensample::sgld_step_", "CPU")
-    return "cpu" if ok and _backend.unavailable_reason("cpu", "cpu") is None else "torch"
+    return fast_backend_for("sgld_step_")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one thread is as fast and immune to OpenMP stalls on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_step_is_one_fused_update_per_device_dtype_group():
