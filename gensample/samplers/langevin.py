@@ -199,7 +199,6 @@ def init_state(x: torch.Tensor, energy_fn: EnergyFn) -> LangevinState:
 # ----------------------------------------------------------------------------
 # parameters
 # ----------------------------------------------------------------------------
-_CLIP_MODES = {"value": 1, "norm": 2}
 
 
 def _round_f32(v: float) -> float:
@@ -226,29 +225,9 @@ def _per_chain(name: str, v, C: int, device: torch.device, *, positive: bool):
     return torch.full((C,), f, dtype=_F32, device=device), f
 
 
-def _resolve_clip(grad_clip, clip_mode) -> tuple[int, float]:
-    if not isinstance(clip_mode, str) or clip_mode not in _CLIP_MODES:
-        raise ValueError(f"clip_mode must be one of {tuple(_CLIP_MODES)}, got {clip_mode!r}")
-    if grad_clip is None:
-        return 0, 0.0
-    return _CLIP_MODES[clip_mode], check_real("grad_clip", grad_clip, positive=True)
-
-
-def _resolve_clamp(clamp) -> tuple[float, float]:
-    if clamp is None:
-        return -math.inf, math.inf
-    try:
-        lo, hi = clamp
-    except (TypeError, ValueError):
-        raise ValueError(f"clamp must be None or a pair (lo, hi), got {clamp!r}") from None
-    lo = -math.inf if lo is None else lo
-    hi = math.inf if hi is None else hi
-    for nm, v in (("clamp[0] (lo)", lo), ("clamp[1] (hi)", hi)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
-            raise ValueError(f"{nm} must be a real number or None, got {v!r}")
-    if not float(lo) < float(hi):
-        raise ValueError(f"clamp must be (lo, hi) with lo < hi, got {clamp!r}")
-    return float(lo), float(hi)
+# Same argument checks (and messages) as the pure ops.
+_resolve_clip = _lops._resolve_clip
+_resolve_clamp = _lops._resolve_clamp
 
 
 def make_params(x: torch.Tensor, step_size, *, noise_scale=None, grad_clip=None, clip_mode: str = "value",
