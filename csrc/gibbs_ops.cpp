@@ -27,4 +27,8 @@ TORCH_LIBRARY_FRAGMENT(gensample, m) {
   m.def(
       "gibbs_sweeps(Tensor v, Tensor weight, Tensor visible_bias, Tensor hidden_bias, Tensor seed, int k, "
       "float beta) -> (Tensor, Tensor, Tensor)");
+  // Input validation in one pass, with no temporaries: the number of entries of the
+  // float32 tensor x that are not 0 or 1 (-0 counts as 0; NaN and Inf are not binary).
+  // Used by the Python wrappers in eager mode (CPU tensors), never traced.
+  m.def("count_nonbinary(Tensor x) -> int");
 }

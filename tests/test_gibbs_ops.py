@@ -524,3 +524,19 @@ def test_cpu_avx2_and_baseline_isa_agree(tmp_path):
     for key in res["default"]:
         for a, b in zip(res["default"][key], res["baseline"][key]):
             assert torch.equal(a.view(torch.int32), b.view(torch.int32)), key
+
+
+def test_count_nonbinary_counts_every_non_binary_entry():
+    # the cpu validation kernel (one pass, no temporaries) against the torch expression
+    if gensample._backend.unavailable_reason("cpu", "cpu") is not None:
+        pytest.skip("no cpu backend")
+    specials = torch.tensor([0.0, -0.0, 1.0, -1.0, 0.5, 2.0, float("nan"), float("inf"), -float("inf"),
+                             1.0 + 2**-23, 1.0 - 2**-24, 2**-149])
+    assert torch.ops.gensample.count_nonbinary(specials) == 9
+    g = gen(77)
+    v = binary(300, 333, g=g)  # more than one parallel chunk
+    assert torch.ops.gensample.count_nonbinary(v) == 0
+    v.view(-1)[torch.randperm(v.numel(), generator=g)[:123]] = 0.25
+    assert torch.ops.gensample.count_nonbinary(v) == 123
+    with pytest.raises(ValueError, match="123 of its"):
+        gibbs_sweeps(v, torch.zeros(333, 4), torch.zeros(333), torch.zeros(4), k=1, backend="cpu")

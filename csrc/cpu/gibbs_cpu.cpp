@@ -969,6 +969,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gibbs_sweeps_cpu(const at::Tensor
   return {v_out, h_out, hp_out};
 }
 
+int64_t count_nonbinary_cpu(const at::Tensor& x) {
+  TORCH_CHECK(x.scalar_type() == at::kFloat, kOp, "count_nonbinary: x must be float32, got ", x.scalar_type());
+  const at::Tensor xc = x.contiguous();
+  const uint32_t* p = reinterpret_cast<const uint32_t*>(xc.const_data_ptr<float>());
+  const int64_t n = xc.numel();
+  std::atomic<int64_t> bad{0};
+  at::parallel_for(0, n, 1 << 16, [&](int64_t i0, int64_t i1) {
+    int64_t c = 0;
+    for (int64_t i = i0; i < i1; ++i) {  // vectorizes: x is +-0 or +1.0f (0x3F800000)
+      c += ((p[i] & 0x7FFFFFFFu) != 0u) & (p[i] != 0x3F800000u);
+    }
+    bad.fetch_add(c, std::memory_order_relaxed);
+  });
+  return bad.load();
+}
+
 }  // namespace
 }  // namespace cpu
 }  // namespace gensample
@@ -977,4 +993,5 @@ TORCH_LIBRARY_IMPL(gensample, CPU, m) {
   m.impl("gibbs_half_step", &gensample::cpu::gibbs_half_step_cpu);
   m.impl("gaussian_half_step", &gensample::cpu::gaussian_half_step_cpu);
   m.impl("gibbs_sweeps", &gensample::cpu::gibbs_sweeps_cpu);
+  m.impl("count_nonbinary", &gensample::cpu::count_nonbinary_cpu);
 }

@@ -199,7 +199,7 @@ def _eager() -> bool:
 def _check_finite(name: str, t: torch.Tensor) -> None:
     # NaN and inf propagate through a sum (a cheap reduction); only when the sum is not
     # finite (bad entries, or an overflow of finite ones) are the entries checked.
-    if _eager() and t.numel() and not bool(torch.isfinite(t.sum(dtype=torch.float64))) and not bool(torch.isfinite(t).all()):
+    if _eager() and t.numel() and not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t)).sum())
         raise ValueError(f"{name} must be finite, but {bad} of its {t.numel()} entries are NaN or infinite")
 
@@ -209,6 +209,13 @@ def _check_weight(weight: torch.Tensor, like: str, dtype, device) -> tuple[int, 
     if weight.dim() != 2:
         raise ValueError(f"weight must be 2-D with shape (n_visible, n_hidden), got shape {tuple(weight.shape)}")
     return weight.shape[0], weight.shape[1]
+
+
+def _count_nonbinary(v: torch.Tensor) -> int:
+    """How many entries of ``v`` are not 0 or 1 (a host synchronization: eager mode only)."""
+    if v.device.type == "cpu" and v.dtype == _F32 and _ext.loaded() and hasattr(torch.ops.gensample, "count_nonbinary"):
+        return int(torch.ops.gensample.count_nonbinary(v))  # one pass, no temporaries
+    return int(torch.count_nonzero(v * (v - 1)))  # v (v - 1) == 0 exactly iff v is 0 or 1
 
 
 def _check_states(name: str, x, n: int, layer: str) -> None:
@@ -419,7 +426,7 @@ def gibbs_sweeps(
     _check_finite("visible_bias", visible_bias)
     _check_finite("hidden_bias", hidden_bias)
     if check_binary and _eager():
-        bad = int(torch.count_nonzero(v * (v - 1)))  # v (v - 1) == 0 exactly iff v is 0 or 1
+        bad = _count_nonbinary(v)
         if bad:
             raise ValueError(f"v must be binary (0/1 values), but {bad} of its {v.numel()} entries are not 0 or 1; "
                              "pass check_binary=False to start from real-valued (mean-field) inputs")
