@@ -199,8 +199,7 @@ log = common.log
 
 
 def _err(e):
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}: {msg[:300]}"
+    return common.err_text(e, first_sentence=False)
 
 
 def candidate_backends(device, notes):

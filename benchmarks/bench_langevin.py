@@ -97,19 +97,7 @@ def parse_args(argv=None):
     return a
 
 
-def parse_sizes(s):
-    out = []
-    for tok in s.split(","):
-        tok = tok.strip().upper()
-        if not tok:
-            continue
-        mult = 1
-        if tok.endswith("M"):
-            mult, tok = 1 << 20, tok[:-1]
-        elif tok.endswith("K"):
-            mult, tok = 1 << 10, tok[:-1]
-        out.append(int(tok) * mult)
-    return out
+parse_sizes = common.parse_sizes
 
 
 ARGS = parse_args() if __name__ == "__main__" else None
@@ -129,11 +117,7 @@ log = common.log
 GB = common.GB
 
 
-def _err(e):
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    if len(msg) > 160 and ". " in msg:
-        msg = msg.split(". ")[0] + "."
-    return f"{type(e).__name__}: {msg[:300]}"
+_err = common.err_text
 
 
 def _distinct(f, tag):

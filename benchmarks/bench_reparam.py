@@ -90,19 +90,7 @@ def parse_shapes(s):
     return out
 
 
-def parse_sizes(s):
-    out = []
-    for tok in s.split(","):
-        tok = tok.strip().upper()
-        if not tok:
-            continue
-        mult = 1
-        if tok.endswith("M"):
-            mult, tok = 1 << 20, tok[:-1]
-        elif tok.endswith("K"):
-            mult, tok = 1 << 10, tok[:-1]
-        out.append(int(tok) * mult)
-    return out
+parse_sizes = common.parse_sizes
 
 
 ARGS = parse_args()
@@ -125,11 +113,7 @@ log = common.log
 # ---------------------------------------------------------------------------
 
 
-def _err(e):
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    if len(msg) > 160 and ". " in msg:  # e.g. NotImplementedError's long explanation
-        msg = msg.split(". ")[0] + "."
-    return f"{type(e).__name__}: {msg[:300]}"
+_err = common.err_text
 
 
 def candidate_backends(device, notes):

@@ -641,3 +641,27 @@ def group_records(results: dict, section: str, key) -> dict:
         if r.get("section") == section:
             groups.setdefault(key(r), []).append(r)
     return groups
+
+
+def err_text(e: BaseException, first_sentence: bool = True) -> str:
+    """``Type: first line of the message`` (at most 300 chars; a long line cut to its first sentence)."""
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    if first_sentence and len(msg) > 160 and ". " in msg:  # e.g. NotImplementedError's long explanation
+        msg = msg.split(". ")[0] + "."
+    return f"{type(e).__name__}: {msg[:300]}"
+
+
+def parse_sizes(s: str) -> list:
+    """``"1K,64K,16M"`` -> element counts (K = 2^10, M = 2^20)."""
+    out = []
+    for tok in s.split(","):
+        tok = tok.strip().upper()
+        if not tok:
+            continue
+        mult = 1
+        if tok.endswith("M"):
+            mult, tok = 1 << 20, tok[:-1]
+        elif tok.endswith("K"):
+            mult, tok = 1 << 10, tok[:-1]
+        out.append(int(tok) * mult)
+    return out
