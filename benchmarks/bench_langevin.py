@@ -109,7 +109,6 @@ import torch._dynamo  # noqa: E402
 from torch import nn  # noqa: E402
 
 import gensample  # noqa: E402
-from gensample import _backend  # noqa: E402
 
 import render  # noqa: E402
 
@@ -165,23 +164,6 @@ def mlp_textbook_step(net, x):
 # ---------------------------------------------------------------------------
 # backends
 # ---------------------------------------------------------------------------
-
-
-def candidate_backends(device, notes):
-    out = []
-    for b in gensample.BACKENDS:
-        if b == "triton" and device == "cpu":
-            notes.append("gensample backend `triton` skipped on cpu: on CPU tensors it runs under the Triton "
-                         "interpreter (TRITON_INTERPRET=1), a test harness, not a benchmark")
-            continue
-        if (b == "cuda" and device == "cpu") or (b == "cpu" and device == "cuda"):
-            continue
-        reason = _backend.unavailable_reason(b, device)
-        if reason is not None:
-            notes.append(f"gensample backend `{b}` skipped on {device}: {reason}")
-            continue
-        out.append(b)
-    return out
 
 
 def probe(b, device):
@@ -522,7 +504,7 @@ def main():
     log(f"gensample {gensample.__version__}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
         f"device {device}")
     backends = []
-    for b in candidate_backends(device, notes):
+    for b in common.candidate_backends(device, notes):
         why = probe(b, device)
         if why is None:
             backends.append(b)

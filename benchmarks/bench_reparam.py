@@ -100,7 +100,7 @@ import torch  # noqa: E402
 import torch._dynamo  # noqa: E402
 
 import gensample  # noqa: E402
-from gensample import _backend, reference  # noqa: E402
+from gensample import reference  # noqa: E402
 from gensample.ops import random_ops  # noqa: E402
 
 import render  # noqa: E402
@@ -114,24 +114,6 @@ log = common.log
 
 
 _err = common.err_text
-
-
-def candidate_backends(device, notes):
-    """Backends available on ``device`` (per gensample's own dispatch rules), minus triton on CPU."""
-    out = []
-    for b in gensample.BACKENDS:
-        if b == "triton" and device == "cpu":
-            notes.append("gensample backend `triton` skipped on cpu: on CPU tensors it runs under the Triton "
-                         "interpreter (TRITON_INTERPRET=1), a test harness, not a benchmark")
-            continue
-        if (b == "cuda" and device == "cpu") or (b == "cpu" and device == "cuda"):
-            continue  # the other device's kernels; nothing to say
-        reason = _backend.unavailable_reason(b, device)
-        if reason is not None:
-            notes.append(f"gensample backend `{b}` skipped on {device}: {reason}")
-            continue
-        out.append(b)
-    return out
 
 
 def probe_reparam(b, device):
@@ -338,7 +320,7 @@ def main():
         f"device {device}")
 
     # Which gensample backends run here (probe each on a tiny input; skip with a note if not).
-    cands = candidate_backends(device, notes)
+    cands = common.candidate_backends(device, notes)
     rep_backends, gen_backends = [], []
     for b in cands:
         why = probe_reparam(b, device)

@@ -643,6 +643,31 @@ def group_records(results: dict, section: str, key) -> dict:
     return groups
 
 
+def candidate_backends(device: str, notes: list, probe=None) -> list:
+    """gensample backends to benchmark on ``device``: available by gensample's own dispatch
+    rules, minus triton on CPU (the interpreter is a test harness), and, when ``probe`` is
+    given, those for which ``probe(b)`` returns None (else its reason goes to ``notes``)."""
+    import gensample
+    from gensample import _backend
+
+    out = []
+    for b in gensample.BACKENDS:
+        if b == "triton" and device == "cpu":
+            notes.append("gensample backend `triton` skipped on cpu: on CPU tensors it runs under the Triton "
+                         "interpreter (TRITON_INTERPRET=1), a test harness, not a benchmark")
+            continue
+        if (b == "cuda" and device == "cpu") or (b == "cpu" and device == "cuda"):
+            continue  # the other device's kernels; nothing to say
+        reason = _backend.unavailable_reason(b, device)
+        if reason is None and probe is not None:
+            reason = probe(b)
+        if reason is not None:
+            notes.append(f"gensample backend `{b}` skipped on {device}: {reason}")
+            continue
+        out.append(b)
+    return out
+
+
 def err_text(e: BaseException, first_sentence: bool = True) -> str:
     """``Type: first line of the message`` (at most 300 chars; a long line cut to its first sentence)."""
     msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
