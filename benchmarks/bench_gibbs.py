@@ -451,17 +451,6 @@ def section_cd(args, runner, results, backends, cases):
         torch._dynamo.reset()
 
 
-def inductor_warmup(device):
-    torch._dynamo.reset()
-    t0 = time.perf_counter()
-    try:
-        torch.compile(lambda x: (x * 2.0).sum(), fullgraph=True, dynamic=False)(torch.ones(8, device=device))
-    except Exception as e:
-        log(f"inductor warm-up failed: {_err(e)}")
-    torch._dynamo.reset()
-    return time.perf_counter() - t0
-
-
 def main():
     args = ARGS
     device = args.device
@@ -496,7 +485,7 @@ def main():
     cases = args.case_list or cases
     cd_cases = args.cd_case_list or cd_cases
     if not args.no_compile:
-        results["meta"]["inductor_warmup_s"] = inductor_warmup(device)
+        results["meta"]["inductor_warmup_s"] = common.inductor_warmup(device)
     sec_times = common.run_sections([s.strip() for s in args.sections.split(",") if s.strip()], {
         "sweeps": lambda: section_sweeps(args, runner, results, backends, cases),
         "cd": lambda: section_cd(args, runner, results, backends, cd_cases),

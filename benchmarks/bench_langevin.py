@@ -364,24 +364,6 @@ def section_sampler(args, runner, results, backends):
     torch._dynamo.reset()
 
 
-def inductor_warmup(device):
-    torch._dynamo.reset()
-    t0 = time.perf_counter()
-    try:
-        torch.compile(lambda x: (x * 2.0).sum(), fullgraph=True, dynamic=False)(torch.ones(8, device=device))
-    except Exception as e:
-        log(f"inductor warm-up failed: {_err(e)}")
-    dt = time.perf_counter() - t0
-    torch._dynamo.reset()
-    log(f"== inductor warm-up compile {dt:.2f} s")
-    return dt
-
-
-# ---------------------------------------------------------------------------
-# rendering (stdlib + common; recomputed from the raw block times)
-# ---------------------------------------------------------------------------
-
-
 def _stats(rec):
     return common.summarize(rec["times_s"]) if rec.get("times_s") else None
 
@@ -522,7 +504,7 @@ def main():
         extra = sorted({max(1, n // ROW) * ROW for n in parse_sizes(args.sizes)}) if "step" in sections else []
         results["ceilings"] = common.measure_ceilings(runner, device, quick=args.quick, extra_copy_numels=extra)
     if not args.no_compile:
-        results["meta"]["inductor_warmup_s"] = inductor_warmup(device)
+        results["meta"]["inductor_warmup_s"] = common.inductor_warmup(device)
     sec_times = common.run_sections(sections, {
         "step": lambda: section_step(args, runner, results, backends),
         "sampler": lambda: section_sampler(args, runner, results, backends),

@@ -259,26 +259,6 @@ def section_reparam(args, runner, results, backends):
         del mu, lv, mu_g, lv_g, gz, gkl
 
 
-def inductor_warmup(device):
-    """Compile a trivial function once, so the first reparam case's compile time is not
-    inflated by inductor's one-off start-up cost (recorded as meta.inductor_warmup_s)."""
-    torch._dynamo.reset()
-    t0 = time.perf_counter()
-    try:
-        torch.compile(lambda x: (x * 2.0).sum(), fullgraph=True, dynamic=False)(torch.ones(8, device=device))
-    except Exception as e:
-        log(f"inductor warm-up failed: {_err(e)}")
-    dt = time.perf_counter() - t0
-    torch._dynamo.reset()
-    log(f"== inductor warm-up compile {dt:.2f} s")
-    return dt
-
-
-# ---------------------------------------------------------------------------
-# generators section
-# ---------------------------------------------------------------------------
-
-
 def section_generators(args, runner, results, backends):
     device = args.device
     seed = gensample.random.seed_pair(1, device=device)
@@ -346,7 +326,7 @@ def main():
 
     def reparam():
         if not args.no_compile:
-            results["meta"]["inductor_warmup_s"] = inductor_warmup(device)
+            results["meta"]["inductor_warmup_s"] = common.inductor_warmup(device)
         section_reparam(args, runner, results, rep_backends)
 
     sec_times = common.run_sections(sections, {

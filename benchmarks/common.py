@@ -643,6 +643,23 @@ def group_records(results: dict, section: str, key) -> dict:
     return groups
 
 
+def inductor_warmup(device: str) -> float:
+    """Compile a trivial function once, so the first case's compile time is not inflated by
+    inductor's one-off start-up cost (recorded as meta.inductor_warmup_s); returns seconds."""
+    import torch
+
+    torch._dynamo.reset()
+    t0 = time.perf_counter()
+    try:
+        torch.compile(lambda x: (x * 2.0).sum(), fullgraph=True, dynamic=False)(torch.ones(8, device=device))
+    except Exception as e:
+        log(f"inductor warm-up failed: {err_text(e)}")
+    dt = time.perf_counter() - t0
+    torch._dynamo.reset()
+    log(f"== inductor warm-up compile {dt:.2f} s")
+    return dt
+
+
 def candidate_backends(device: str, notes: list, probe=None) -> list:
     """gensample backends to benchmark on ``device``: available by gensample's own dispatch
     rules, minus triton on CPU (the interpreter is a test harness), and, when ``probe`` is
