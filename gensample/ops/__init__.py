@@ -5,6 +5,7 @@ from . import random_ops
 from .gibbs import gaussian_half_step, gibbs_half_step, gibbs_sweeps
 from .langevin import langevin_step, langevin_step_, mala_accept_, sgld_step_
 from .reparam import reparameterize_kl
+from .tempered import ais_rbm, tempered_log_density, tempered_sweeps
 
 __all__ = [
     "random_ops",
@@ -16,4 +17,7 @@ __all__ = [
     "langevin_step_",
     "mala_accept_",
     "sgld_step_",
+    "tempered_sweeps",
+    "ais_rbm",
+    "tempered_log_density",
 ]
