@@ -1,5 +1,6 @@
 # gensample: two commands on a fresh machine.
-#   make demo   # set up .venv (torch, the package and its extension) and run the main job
+#   make demo   # set up .venv (torch, the package and its extension) and run the main job:
+#               # an RBM, a VAE and MALA on real data, one speed table; report + pictures in gensample-demo/
 #   make test   # same set-up, then the whole test suite
 PY ?= python3
 VENV ?= .venv
@@ -10,8 +11,9 @@ TRITON_SPEC ?= triton==3.9.0
 PIP := $(VENV)/bin/pip
 PYTHON := $(VENV)/bin/python
 export MAX_JOBS ?= 2
+DEMO_OUT ?= gensample-demo
 
-.PHONY: setup build demo test bench info clean
+.PHONY: setup build demo test bench info docs clean
 
 $(VENV)/bin/python:
 	$(PY) -m venv $(VENV)
@@ -19,7 +21,7 @@ $(VENV)/bin/python:
 $(VENV)/.deps: $(VENV)/bin/python
 	$(PIP) install -q --upgrade pip setuptools wheel
 	$(if $(TORCH_SPEC),$(PIP) install -q "$(TORCH_SPEC)")
-	$(PIP) install -q numpy tqdm scipy scikit-learn pytest pytest-benchmark ninja "$(TRITON_SPEC)"
+	$(PIP) install -q numpy tqdm scipy scikit-learn matplotlib rich pytest pytest-benchmark ninja "$(TRITON_SPEC)"
 	$(PIP) install -q arviz-stats  # test-only: diagnostics are checked against ArviZ
 	touch $@
 
@@ -37,7 +39,8 @@ build:
 	for f in build/stage/gensample/_C*.so; do cp "$$f" "gensample/.$${f##*/}.tmp" && mv -f "gensample/.$${f##*/}.tmp" "gensample/$${f##*/}"; done
 
 demo: setup
-	$(PYTHON) -m gensample demo
+	$(PYTHON) -m gensample demo --out $(DEMO_OUT)
+	@echo "report: $(DEMO_OUT)/report.md (numbers: $(DEMO_OUT)/report.json; pictures: $(DEMO_OUT)/*.png)"
 
 test: setup
 	$(PYTHON) -m pytest -q
@@ -47,6 +50,10 @@ bench: setup
 	$(PYTHON) benchmarks/bench_gibbs.py --json auto
 	$(PYTHON) benchmarks/bench_langevin.py --json auto
 	$(PYTHON) benchmarks/bench_diagnostics.py --json auto
+
+# regenerate docs/benchmarks.md and docs/img/ from the committed benchmarks/results/*.json
+docs: setup
+	$(PYTHON) benchmarks/render_docs.py
 
 info: setup
 	$(PYTHON) -m gensample info

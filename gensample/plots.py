@@ -200,8 +200,10 @@ def bar_speedups(labels, ratios, path: str, *, title: str | None = None, xlabel:
     r = np.asarray([float(x) for x in ratios])
     if len(labels) != r.shape[0] or not len(labels):
         raise ValueError("labels and ratios must be non-empty and of the same length")
-    fig = _figure(7.5, 0.6 + 0.32 * len(labels))
-    ax = fig.add_axes((0.42, 0.12 if len(labels) > 3 else 0.25, 0.54, 0.78 if title else 0.83))
+    height = 1.0 + 0.28 * len(labels)
+    fig = _figure(8.0, height)
+    bottom, top = 0.6 / height, 0.4 / height if title else 0.15 / height
+    ax = fig.add_axes((0.45, bottom, 0.52, 1.0 - bottom - top))
     colours = None
     if groups is not None:
         names = list(dict.fromkeys(groups))
@@ -211,6 +213,8 @@ def bar_speedups(labels, ratios, path: str, *, title: str | None = None, xlabel:
     ax.barh(y, r, color=colours or "tab:blue")
     ax.axvline(1.0, color="k", lw=0.8)
     ax.set_xscale("log")
+    ax.set_xlim(min(0.5, float(r.min()) / 1.5), max(2.0, float(r.max()) * 2.5))
+    ax.set_ylim(-0.6, len(labels) - 0.4)
     ax.set_yticks(y, labels, fontsize=7)
     ax.set_xlabel(xlabel, fontsize=8)
     ax.tick_params(axis="x", labelsize=7)
