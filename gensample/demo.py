@@ -41,13 +41,13 @@ import torch
 __all__ = ["run", "FULL", "QUICK", "PNGS"]
 
 # Settings of the full run and the quick (test) run.
-FULL = dict(rbm_hidden=16, rbm_epochs=20, rbm_batch=20, rbm_lr=0.02, rbm_momentum=0.5, rbm_k=1,
+FULL = dict(train_threads=1, rbm_hidden=16, rbm_epochs=20, rbm_batch=20, rbm_lr=0.02, rbm_momentum=0.5, rbm_k=1,
             rbm_sample_sweeps=1000, ais_chains=100, ais_betas=5000,
             vae_epochs=30, vae_batch=128,
             mala_chains=16, mala_warmup=500, mala_draws=2000,
             speed_repeat=9, reparam_shape=(4096, 256), gibbs_chains=1024, gibbs_k=20,
             langevin_shape=(4096, 256), ais_speed_chains=100, ais_speed_betas=500)
-QUICK = dict(rbm_hidden=16, rbm_epochs=2, rbm_batch=20, rbm_lr=0.02, rbm_momentum=0.5, rbm_k=1,
+QUICK = dict(train_threads=1, rbm_hidden=16, rbm_epochs=2, rbm_batch=20, rbm_lr=0.02, rbm_momentum=0.5, rbm_k=1,
              rbm_sample_sweeps=100, ais_chains=32, ais_betas=300,
              vae_epochs=2, vae_batch=128,
              mala_chains=4, mala_warmup=50, mala_draws=150,
@@ -91,6 +91,27 @@ def _median_ms(fn, device: torch.device, repeat: int) -> dict:
     times.sort()
     q = lambda p: times[min(len(times) - 1, max(0, round(p * (len(times) - 1))))]  # noqa: E731
     return {"median_ms": statistics.median(times), "p10_ms": q(0.1), "p90_ms": q(0.9), "repeat": repeat}
+
+
+class _threads:
+    """Run a block with ``n`` torch CPU threads (``None``: unchanged), then restore.
+
+    The demo's models are tiny (a 64 x 16 RBM on batches of 20, a 64-128-8 VAE): their
+    GEMMs are too small for two threads to pay, and on a shared machine OpenMP's
+    spin-waiting makes two threads 10x slower than one. The speed table keeps the default.
+    """
+
+    def __init__(self, n):
+        self.n, self.old = n, None
+
+    def __enter__(self):
+        if self.n is not None:
+            self.old = torch.get_num_threads()
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            torch.set_num_threads(self.old)
 
 
 def _evaluation_module():
@@ -401,7 +422,8 @@ def _report_md(rep: dict) -> str:
     ais = r["ais"]
     L = [f"# gensample demo report{' (quick mode: smoke-test sizes)' if rep['quick'] else ''}", "",
          f"gensample {rep['gensample']}, torch {rep['torch']}, device `{rep['device']}`, backend `{rep['backend']}`, "
-         f"{rep['torch_threads']} torch threads, {rep['cpu']}, seed {rep['seed']}. "
+         f"{rep['torch_threads']} torch threads ({rep['settings']['train_threads']} for the training stages 1-3, "
+         f"whose tiny GEMMs do not pay for more), {rep['cpu']}, seed {rep['seed']}. "
          f"Total {rep['total_seconds']:.1f} s.", "",
          "## Summary", "",
          _md_table(["what", "result"], [
@@ -535,16 +557,19 @@ def run(out_dir: str = "gensample-demo", quick: bool = False, device: str = "cpu
         timings["load_data"] = time.perf_counter() - t0
         _say(progress, f"[1/4] Bernoulli RBM on binarized digits: fused PCD-{cfg['rbm_k']}, "
                        f"{cfg['rbm_epochs']} epochs ...")
-        rbm_out, rbm = _rbm(cfg, xb_train, xb_test, dev, backend, seed, progress, tmp, timings)
+        with _threads(cfg["train_threads"]):
+            rbm_out, rbm = _rbm(cfg, xb_train, xb_test, dev, backend, seed, progress, tmp, timings)
         a = rbm_out["ais"]
         _say(progress, f"      test log-likelihood: exact {rbm_out['test_log_likelihood_exact']:.3f} nats; "
              + (f"AIS {a['test_log_likelihood']:.3f} [{a['test_log_likelihood_ci'][0]:.3f}, "
                 f"{a['test_log_likelihood_ci'][1]:.3f}]" if a["available"] else a["reason"]))
         _say(progress, f"[2/4] VAE with the fused reparameterize-KL, {cfg['vae_epochs']} epochs ...")
-        vae_out = _vae(cfg, x_train, x_test, dev, backend, seed, progress, tmp, timings)
+        with _threads(cfg["train_threads"]):
+            vae_out = _vae(cfg, x_train, x_test, dev, backend, seed, progress, tmp, timings)
         _say(progress, f"      test ELBO {vae_out['test_elbo_nats']:.2f} nats")
         _say(progress, f"[3/4] MALA on a 2-D banana: {cfg['mala_chains']} chains x {cfg['mala_draws']} draws ...")
-        mala_out = _mala(cfg, dev, backend, seed, progress, tmp, timings)
+        with _threads(cfg["train_threads"]):
+            mala_out = _mala(cfg, dev, backend, seed, progress, tmp, timings)
         _say(progress, f"      min bulk ESS/s {mala_out['min_ess_bulk_per_second']:.0f}, "
                        f"max R-hat {max(mala_out['rhat']):.4f}")
         _say(progress, "[4/4] speed table: gensample vs the eager textbook ...")
