@@ -32,7 +32,8 @@ from torch import nn
 
 FORMAT = "gensample-checkpoint/1"
 
-__all__ = ["FORMAT", "MODEL_KINDS", "CheckpointError", "EnergyMLP", "build_model", "load", "save"]
+__all__ = ["FORMAT", "MODEL_KINDS", "CheckpointError", "EnergyMLP", "build_model", "load", "load_model", "load_weights",
+           "save"]
 
 
 class CheckpointError(ValueError):
@@ -182,7 +183,12 @@ def load(path: str | os.PathLike, kind: str | tuple[str, ...] | None = None) -> 
 def load_model(obj: dict, *, device="cpu", backend: str | None = None) -> nn.Module:
     """The model of a loaded checkpoint, with its weights (a state that does not fit the
     configuration is a :class:`CheckpointError`)."""
-    model = build_model(obj["kind"], obj["config"], device=device, backend=backend)
+    return load_weights(build_model(obj["kind"], obj["config"], device=device, backend=backend), obj)
+
+
+def load_weights(model: nn.Module, obj: dict) -> nn.Module:
+    """Load a checkpoint's weights into ``model`` (built from its config); a state that does
+    not fit is a :class:`CheckpointError`."""
     try:
         model.load_state_dict(obj["state"])
     except (RuntimeError, KeyError, TypeError) as exc:

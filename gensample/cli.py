@@ -584,7 +584,7 @@ class _RBMRun:
         import torch
 
         from . import _backend
-        from .checkpoint import build_model
+        from .checkpoint import build_model, load_weights
         from .train import RBMTrainer
 
         self.args, self.ui, self.kind = args, ui, args.kind
@@ -604,6 +604,7 @@ class _RBMRun:
         self.hyper = dict(h)
         self.trainer = RBMTrainer(self.model, generator=g, backend=backend, **h)
         if ckpt is not None:
+            load_weights(self.model, ckpt)  # checks the weights fit; the trainer loads them again
             self.trainer.load_state_dict({**ckpt["training"], "model": ckpt["state"]})
         self.backend_used = _backend.resolve(backend, device)
         self.metrics = ["reconstruction_error"] + (["pseudo_likelihood"] if self.kind == "rbm" else [])
@@ -664,7 +665,7 @@ class _VAERun:
         import torch
 
         from . import _backend
-        from .checkpoint import build_model
+        from .checkpoint import build_model, load_weights
 
         self.args, self.ui, self.device = args, ui, device
         self.config = dict(ckpt["config"]) if ckpt else {"n_inputs": n_features, "latent_dim": args.latent,
@@ -676,6 +677,7 @@ class _VAERun:
         self.epoch, self.history = 0, []
         if ckpt is not None:
             t = ckpt["training"]
+            load_weights(self.model, ckpt)
             self.opt.load_state_dict(t["optimizer"])
             self.g.set_state(t["generator"])
             self.epoch, self.history = int(t["epoch"]), [dict(h) for h in ckpt["metrics"]]
@@ -732,7 +734,7 @@ class _EBMRun:
 
         from . import _backend
         from .buffer import ReplayBuffer
-        from .checkpoint import build_model
+        from .checkpoint import build_model, load_weights
         from .ebm import ContrastiveDivergence
         from .samplers import LangevinSampler
 
@@ -758,6 +760,7 @@ class _EBMRun:
         self.epoch, self.history = 0, []
         if ckpt is not None:
             t = ckpt["training"]
+            load_weights(self.model, ckpt)
             self.opt.load_state_dict(t["optimizer"])
             self.cd.load_state_dict(t["cd"])
             self.g.set_state(t["generator"])
@@ -846,8 +849,7 @@ def _save_png(path: str, x, image_shape, kind: str) -> bool:
             grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + c * (w + 1):1 + c * (w + 1) + w] = x[i].reshape(h, w)
         fig, ax = plt.subplots(figsize=(min(12, 0.5 + cols * w / 8), min(12, 0.5 + rows * h / 8)))
         lo, hi = (0.0, 1.0) if kind in ("rbm", "vae") else (float(np.nanmin(grid)), float(np.nanmax(grid)))
-        cmap = plt.get_cmap("gray").copy()
-        cmap.set_bad("#404040")
+        cmap = plt.get_cmap("gray").with_extremes(bad="#404040")
         ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
         ax.set_axis_off()
     elif x.shape[1] == 2:
@@ -987,7 +989,10 @@ _COMMANDS = {"info": cmd_info, "demo": cmd_demo, "train": cmd_train, "sample": c
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a one-line usage error (status 2)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     args._argv = list(argv) if argv is not None else None
     name = f"{PROG} {args.command}" + (f" {args.kind}" if getattr(args, "kind", None) else "")
     ui = _UI(args.quiet)
