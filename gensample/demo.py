@@ -44,19 +44,19 @@ __all__ = ["run", "FULL", "QUICK", "PNGS"]
 FULL = dict(train_threads=1, rbm_hidden=16, rbm_epochs=20, rbm_batch=20, rbm_lr=0.02, rbm_momentum=0.5, rbm_k=1,
             rbm_sample_sweeps=1000, ais_chains=100, ais_betas=5000,
             vae_epochs=30, vae_batch=128,
-            mala_chains=16, mala_warmup=500, mala_draws=2000,
+            mala_chains=128, mala_warmup=300, mala_draws=1000,
             speed_repeat=9, reparam_shape=(4096, 256), gibbs_chains=1024, gibbs_k=20,
             langevin_shape=(4096, 256), ais_speed_chains=100, ais_speed_betas=500)
 QUICK = dict(train_threads=1, rbm_hidden=16, rbm_epochs=2, rbm_batch=20, rbm_lr=0.02, rbm_momentum=0.5, rbm_k=1,
              rbm_sample_sweeps=100, ais_chains=32, ais_betas=300,
              vae_epochs=2, vae_batch=128,
-             mala_chains=4, mala_warmup=50, mala_draws=150,
+             mala_chains=16, mala_warmup=100, mala_draws=200,
              speed_repeat=3, reparam_shape=(512, 128), gibbs_chains=128, gibbs_k=5,
              langevin_shape=(512, 128), ais_speed_chains=16, ais_speed_betas=50)
 PNGS = ("rbm_samples.png", "rbm_filters.png", "vae_reconstructions.png", "vae_samples.png", "mala_scatter.png")
 
 # The MALA target: x1 ~ N(0, a^2), x2 | x1 ~ N(b (x1^2 - a^2), sigma^2).
-BANANA = dict(a=1.0, b=1.0, sigma=0.5)
+BANANA = dict(a=1.0, b=0.5, sigma=1.0)
 
 
 # ----------------------------------------------------------------------------
@@ -311,7 +311,7 @@ def _mala(cfg, device, backend, seed, progress, tmp, timings):
     mcse = diagnostics.mcse_mean(chains)
     diag_s = time.perf_counter() - t0
     plots.scatter_density(flat, target.energy, os.path.join(tmp, "mala_scatter.png"),
-                          extent=(-3.5, 3.5, -2.5, 7.0),
+                          extent=(-3.5, 3.5, -3.5, 5.5),
                           title=f"MALA: {C} chains x {T} draws over the banana density")
     timings["mala_diagnostics_pictures"] = time.perf_counter() - t0
     min_bulk = float(ess_bulk.min())

@@ -87,3 +87,29 @@ def test_benchmarks_doc_is_rendered_from_the_committed_results(tmp_path):
     assert "| case | gensample ms | reference ms |" in text
     with open(tmp_path / "img" / "benchmark_speedups.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_reference_documents_every_option():
+    """docs/cli.md names every command and every option of gensample/cli.py's parser."""
+    import argparse
+
+    cli = pytest.importorskip("gensample.cli")
+    with open(os.path.join(ROOT, "docs", "cli.md")) as f:
+        doc = f.read()
+
+    def walk(parser, name):
+        yield name, parser
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for sub, sp in a.choices.items():
+                    yield from walk(sp, f"{name} {sub}")
+
+    missing = []
+    for name, parser in walk(cli.build_parser(), "gensample"):
+        if name != "gensample" and f"## {name}\n" not in doc:
+            missing.append(f"section '## {name}'")
+        for a in parser._actions:
+            for opt in a.option_strings:
+                if opt.startswith("--") and opt not in ("--help", "--version") and f"`{opt}" not in doc:
+                    missing.append(f"{name} {opt}")
+    assert not missing, "docs/cli.md lacks: " + ", ".join(missing)
