@@ -606,6 +606,7 @@ class _RBMRun:
         if ckpt is not None:
             load_weights(self.model, ckpt)  # checks the weights fit; the trainer loads them again
             self.trainer.load_state_dict({**ckpt["training"], "model": ckpt["state"]})
+        self.backend = backend
         self.backend_used = _backend.resolve(backend, device)
         self.metrics = ["reconstruction_error"] + (["pseudo_likelihood"] if self.kind == "rbm" else [])
         if args.ll in ("auto", "exact"):
@@ -645,13 +646,19 @@ class _RBMRun:
 
                 from . import evaluation
 
-                g = torch.Generator().manual_seed(self.args.seed + 7919)
+                g = torch.Generator().manual_seed(self.args.seed + 7919)  # metric-only stream
+                kw = {"data": train.to(dev, dt)} if self.kind == "rbm" else {}  # base-rate base model
                 est = self.model.log_partition(method="ais", n_chains=self.args.ais_chains,
-                                               n_betas=self.args.ais_betas, data=train.to(dev, dt), generator=g)
+                                               n_betas=self.args.ais_betas, generator=g, backend=self.backend, **kw)
                 res = evaluation.evaluate_log_likelihood(self.model, ev, log_z=est)
                 out.update({"log_likelihood_ais": float(res.mean), "log_likelihood_ais_ci_low": float(res.ci_low),
                             "log_likelihood_ais_ci_high": float(res.ci_high), "log_partition_ais": float(est.log_z),
-                            "log_partition_ais_stderr": float(est.stderr)})
+                            "log_partition_ais_stderr": float(est.stderr),
+                            "ais": f"{self.args.ais_chains} chains x {self.args.ais_betas} temperatures"})
+                if "log_likelihood" not in out and n_enum <= self.trainer.exact_max_units:
+                    ex = self.trainer.evaluate(ev, ("log_likelihood",))  # cheap here: report both
+                    out.update({"log_likelihood": ex["log_likelihood"], "log_partition": ex["log_partition"],
+                                "log_likelihood_method": "exact"})
             else:
                 out["log_likelihood_ais"] = "AIS not in this build (gensample.evaluation missing)"
         return out

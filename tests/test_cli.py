@@ -177,6 +177,27 @@ def test_train_rbm_resume_is_bit_identical(capsys, files, tmp_path):
     assert sorted(os.listdir(tmp_path / "a")) == ["checkpoint.pt", "metrics.json"]  # no temporary files left
 
 
+def test_rbm_ais_log_likelihood(capsys, files, tmp_path):
+    """With gensample.evaluation: the AIS log-likelihood and its interval against the exact
+    one (6 hidden units); without it: --ll ais is a one-line error before any training."""
+    argv = ["train", "rbm", "--data", files["bin"], "--epochs", "1", "--hidden", "6", "--batch-size", "16",
+            "--ll", "ais", "--ais-chains", "64", "--ais-betas", "500", "--out", tmp_path / "r", "--quiet"]
+    if not cli._ais_available():
+        code, _, err = run(capsys, *argv)
+        assert_one_line_error(code, err, "train rbm", "not in this build", "--ll exact")
+        assert not (tmp_path / "r").exists()
+        return
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    f = json.loads((tmp_path / "r" / "metrics.json").read_text())["final"]
+    lo, hi, ais, exact = (f["log_likelihood_ais_ci_low"], f["log_likelihood_ais_ci_high"], f["log_likelihood_ais"],
+                          f["log_likelihood"])
+    assert lo <= ais <= hi and np.isfinite(exact)
+    # 64 chains x 500 temperatures on a 16x6 model near its base rate: AIS is accurate to
+    # well under 0.5 nats; the interval (+-1.96 se) is widened by 0.5 against rare misses.
+    assert lo - 0.5 <= exact <= hi + 0.5, (lo, ais, hi, exact)
+
+
 def test_sample_rbm(capsys, rbm_run, tmp_path):
     code, out, _ = run(capsys, "sample", rbm_run / "checkpoint.pt", "--n", "10", "--steps", "5", "--out", tmp_path / "s")
     assert code == 0
