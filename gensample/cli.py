@@ -287,6 +287,8 @@ def _common(out_help: str) -> argparse.ArgumentParser:
                    help="gensample kernels: triton, cuda, cpu or torch (default: the fastest available)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     g.add_argument("--out", default=None, metavar="DIR", help=out_help)
+    g.add_argument("--threads", type=_pos_int, default=None,
+                   help="CPU threads for torch (default: torch's; 1 is often fastest for tiny models on busy machines)")
     g.add_argument("--quiet", action="store_true", help="no progress bars or notes")
     g.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     return p
@@ -541,8 +543,9 @@ def cmd_train(args, ui: _UI) -> int:
         for _ in range(start, args.epochs):
             rec = trainer.train_epoch(train, test)
             save()
-            ui.note(f"epoch {rec['epoch']}/{args.epochs}: " +
-                    ", ".join(f"{k} {_fmt(v)}" for k, v in rec.items() if k not in ("epoch", "steps", "train_s")))
+            if not (ui.progress and kind in ("rbm", "grbm")):  # RBMTrainer prints its own line under a bar
+                ui.note(f"epoch {rec['epoch']}/{args.epochs}: " +
+                        ", ".join(f"{k} {_fmt(v)}" for k, v in rec.items() if k not in ("epoch", "steps", "train_s")))
         train_s = time.perf_counter() - t0
         final = trainer.final_metrics(train, test)
         if start >= args.epochs:  # still leave a complete run directory
@@ -1003,6 +1006,10 @@ def main(argv: list[str] | None = None) -> int:
     args._argv = list(argv) if argv is not None else None
     name = f"{PROG} {args.command}" + (f" {args.kind}" if getattr(args, "kind", None) else "")
     ui = _UI(args.quiet)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     from ._backend import BackendUnavailableError
     from .bench import BenchError
     from .checkpoint import CheckpointError

@@ -99,7 +99,7 @@ def test_help_on_every_command(capsys, cmd):
     out = capsys.readouterr().out
     assert out.startswith("usage: gensample")
     if cmd in LEAVES:
-        for opt in ("--device", "--backend", "--seed", "--out", "--debug", "--quiet"):
+        for opt in ("--device", "--backend", "--seed", "--out", "--debug", "--quiet", "--threads"):
             assert opt in out, (cmd, opt)
 
 
@@ -148,6 +148,31 @@ def test_info(capsys, tmp_path):
     assert json.loads((tmp_path / "i" / "info.json").read_text()) == d
     code, out, _ = run(capsys, "info")
     assert code == 0 and "backends for cpu tensors" in out and "unavailable" in out  # cuda is never available on CPU
+
+
+# ---------------------------------------------------------------------------------------------
+# demo: delegation to gensample.demo.run (the demo itself is tests/test_demo.py's)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_demo_delegates_to_demo_run(capsys, monkeypatch, tmp_path):
+    from gensample import demo
+
+    calls = []
+
+    def fake_run(out_dir="gensample-demo", quick=False, device="cpu", backend=None, seed=0, progress=True):
+        calls.append(dict(out_dir=out_dir, quick=quick, device=device, backend=backend, seed=seed, progress=progress))
+        os.makedirs(out_dir, exist_ok=True)
+        open(os.path.join(out_dir, "report.md"), "w").close()
+        return {}
+
+    monkeypatch.setattr(demo, "run", fake_run)
+    code, out, _ = run(capsys, "demo", "--quick", "--out", tmp_path / "d", "--seed", "5", "--backend", "torch", "--quiet")
+    assert code == 0 and f"wrote {tmp_path / 'd' / 'report.md'}" in out
+    assert calls == [dict(out_dir=str(tmp_path / "d"), quick=True, device="cpu", backend="torch", seed=5, progress=False)]
+    code, _, err = run(capsys, "demo", "--device", "tpu", "--out", tmp_path / "e")
+    assert_one_line_error(code, err, "demo", "unknown device")
+    assert len(calls) == 1 and not (tmp_path / "e").exists()
 
 
 # ---------------------------------------------------------------------------------------------
