@@ -42,7 +42,7 @@ __all__ = ["run", "FULL", "QUICK", "PNGS"]
 
 # Settings of the full run and the quick (test) run.
 FULL = dict(train_threads=1, rbm_hidden=16, rbm_epochs=20, rbm_batch=20, rbm_lr=0.02, rbm_momentum=0.5, rbm_k=1,
-            rbm_sample_sweeps=1000, ais_chains=100, ais_betas=5000,
+            rbm_sample_sweeps=1000, ais_chains=100, ais_betas=10000,
             vae_epochs=30, vae_batch=128,
             mala_chains=128, mala_warmup=300, mala_draws=1000,
             speed_repeat=9, reparam_shape=(4096, 256), gibbs_chains=1024, gibbs_k=20,
@@ -394,7 +394,8 @@ def _speed(cfg, device, backend, rbm, seed, timings):
             fused = lambda: gensample.ops.ais_rbm(va, W, b, c, betas=betas, backend=backend)  # noqa: E731
             fused()  # raises here if this build has no kernel for the backend
             add("AIS run (log-weights)", f"{Bc} chains, 64x{W.shape[1]}, {K} betas", fused,
-                lambda: ais_textbook(va, W, b, c, betas), resolved, "uniform base model")
+                lambda: ais_textbook(W, b, c, betas, Bc), resolved,
+                "uniform base model; textbook: Salakhutdinov's RBM_AIS loop, one Python iteration per beta")
         except Exception as exc:  # an unbuilt kernel or a reference with another signature
             skip.append(f"AIS: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     timings["speed_table"] = time.perf_counter() - t_all
