@@ -432,3 +432,14 @@ def test_bench_quick_merges_json(capsys, monkeypatch, tmp_path):
     rec = d["suites"]["diagnostics"]["records"][0]
     assert rec["shape"] == [2, 100, 2] and rec["impls"]
     assert not list(inst.glob("*.json"))  # results went to a temporary directory
+
+
+def test_compact_table_for_suites_that_print_nothing():
+    from gensample import bench
+
+    res = {"records": [{"shape": [2, 100, 2], "impls": {"a": {"times_s": [0.003, 0.001, 0.002]},
+                                                       "b": {"median_s": 2.5}}}]}
+    t = bench.compact_table("x", res).splitlines()
+    assert t[0] == "| case | impl | median |" and len(t) == 4
+    assert t[2].endswith("| a | 2 ms |") and t[3].endswith("| b | 2.5 s |")
+    assert bench.compact_table("x", {"records": []}) == "(suite x: no timing records)"
