@@ -694,8 +694,6 @@ class _VAERun:
         self.backend_used = _backend.resolve(backend, device)
 
     def train_epoch(self, train, test):
-        import torch
-
         t0 = time.perf_counter()
         model, bs = self.model, self.hyper["batch_size"]
         model.train()
