@@ -531,6 +531,7 @@ def cmd_train(args, ui: _UI) -> int:
                 "options come from the checkpoint")
     trainer = {"rbm": _RBMRun, "grbm": _RBMRun, "vae": _VAERun, "ebm": _EBMRun}[kind](args, ui, device, backend,
                                                                                     n_features, dmeta, ckpt)
+
     def save():
         out.ensure()
         ckpt_mod.save(out.file("checkpoint.pt"), kind=kind, config=trainer.config, state=trainer.model.state_dict(),
