@@ -432,6 +432,11 @@ def _report_md(rep: dict) -> str:
          f"{rep['torch_threads']} torch threads ({rep['settings']['train_threads']} for the training stages 1-3, "
          f"whose tiny GEMMs do not pay for more), {rep['cpu']}, seed {rep['seed']}. "
          f"Total {rep['total_seconds']:.1f} s.", "",
+         *([f"**Busy machine**: 1-minute load average {rep['load_average_start']:.1f} at the start on "
+            f"{rep['logical_cpus']} logical CPUs; every timing below (the speed table above all) is inflated. "
+            "Rerun on a quiet machine to compare.", ""]
+           if rep["load_average_start"] is not None and rep["logical_cpus"]
+           and rep["load_average_start"] > rep["logical_cpus"] else []),
          "## Summary", "",
          _md_table(["what", "result"], [
              ("RBM test log-likelihood (exact)", f"{r['test_log_likelihood_exact']:.3f} nats / digit"),
@@ -508,6 +513,14 @@ def _report_md(rep: dict) -> str:
     return "\n".join(L)
 
 
+def _loadavg():
+    """1-minute load average (None where the OS does not say)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
 def _cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -542,6 +555,7 @@ def run(out_dir: str = "gensample-demo", quick: bool = False, device: str = "cpu
     from ._backend import resolve
 
     t_start = time.perf_counter()
+    load_start = _loadavg()
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
@@ -585,10 +599,12 @@ def run(out_dir: str = "gensample-demo", quick: bool = False, device: str = "cpu
         speed, skipped = _speed(cfg, dev, backend, rbm, seed, timings)
 
         info = gensample.info()
+        load = _loadavg()
         rep = {"schema": "gensample-demo/1", "gensample": gensample.__version__, "torch": torch.__version__,
                "python": platform.python_version(), "cpu": _cpu_name(), "device": str(dev), "backend": resolved,
                "requested_backend": backend, "torch_threads": torch.get_num_threads(), "seed": seed,
-               "quick": bool(quick), "settings": dict(cfg, banana=BANANA), "extension_loaded": info["extension"]["loaded"],
+               "quick": bool(quick), "settings": dict(cfg, banana=BANANA), "logical_cpus": os.cpu_count(),
+               "load_average_start": load_start, "load_average_end": load, "extension_loaded": info["extension"]["loaded"],
                "rbm": rbm_out, "vae": vae_out, "mala": mala_out, "speed": speed, "speed_skipped": skipped}
         rep["timings_seconds"] = dict(timings)
         rep["total_seconds"] = time.perf_counter() - t_start
