@@ -78,24 +78,31 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _median_ms(fn, device: torch.device, repeat: int, budget_s: float = 3.0) -> dict:
-    """Median and 10 %/90 % quantiles (ms) of up to ``repeat`` timed calls after one warm-up
-    call; after 3 calls it stops once ``budget_s`` seconds are spent (slow eager loops on a
-    busy machine), and ``repeat`` in the result says how many calls were timed."""
-    fn()
-    _sync(device)
-    times = []
+def _stats(times: list[float]) -> dict:
+    t = sorted(times)
+    q = lambda p: t[min(len(t) - 1, max(0, round(p * (len(t) - 1))))]  # noqa: E731
+    return {"median_ms": statistics.median(t), "p10_ms": q(0.1), "p90_ms": q(0.9), "repeat": len(t)}
+
+
+def _time_pair(fused, textbook, device: torch.device, repeat: int, budget_s: float = 6.0) -> tuple[dict, dict]:
+    """Median and 10 %/90 % quantiles (ms) of the two callables, timed **alternately** (one
+    call of each per round, after one warm-up call of each) so that both see the same
+    machine load. Up to ``repeat`` rounds; after 3 rounds it stops once ``budget_s`` seconds
+    are spent (slow eager loops on a busy machine); ``repeat`` says how many were timed."""
+    for fn in (fused, textbook):
+        fn()
+        _sync(device)
+    times = ([], [])
     start = time.perf_counter()
     for i in range(repeat):
         if i >= 3 and time.perf_counter() - start > budget_s:
             break
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append((time.perf_counter() - t0) * 1e3)
-    times.sort()
-    q = lambda p: times[min(len(times) - 1, max(0, round(p * (len(times) - 1))))]  # noqa: E731
-    return {"median_ms": statistics.median(times), "p10_ms": q(0.1), "p90_ms": q(0.9), "repeat": len(times)}
+        for fn, out in zip((fused, textbook), times):
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            out.append((time.perf_counter() - t0) * 1e3)
+    return _stats(times[0]), _stats(times[1])
 
 
 class _threads:
@@ -343,8 +350,7 @@ def _speed(cfg, device, backend, rbm, seed, timings):
     rows = []
 
     def add(op, shape, fused, textbook, resolved, note=""):
-        g = _median_ms(fused, device, rep)
-        tb = _median_ms(textbook, device, rep)
+        g, tb = _time_pair(fused, textbook, device, rep)
         rows.append({"op": op, "shape": shape, "backend": resolved, "gensample_ms": g["median_ms"],
                      "gensample_p10_p90_ms": [g["p10_ms"], g["p90_ms"]], "textbook_ms": tb["median_ms"],
                      "textbook_p10_p90_ms": [tb["p10_ms"], tb["p90_ms"]],
@@ -498,8 +504,9 @@ def _report_md(rep: dict) -> str:
          ]), "",
          "![MALA scatter](mala_scatter.png)", "",
          "## 4. Speed: gensample vs the eager textbook PyTorch code (this run)", "",
-         f"Median of up to {rep['settings']['speed_repeat']} timed calls after a warm-up call (fewer for slow "
-         "calls: at least 3, within 3 s per implementation); speed-up = textbook / gensample. "
+         f"Median of up to {rep['settings']['speed_repeat']} rounds after a warm-up call, gensample and the "
+         "textbook timed alternately in each round so both see the same load (fewer rounds for slow calls: at "
+         "least 3, within 6 s per row); speed-up = textbook / gensample. "
          f"Default torch threads ({rep['torch_threads']}). On a busy machine these times inflate: compare "
          "runs on a quiet one.", "",
          speed_table_md(rep["speed"]), ""]
