@@ -177,3 +177,18 @@ def test_mala_refuses_inexact_knobs():
         mala_step(st, t, R.seed_pair(1), 0, make_params(st.x, 0.1, grad_clip=1.0, backend="torch"))
     e, g = energy_and_grad(t, st.x)
     assert torch.equal(e, st.energy) and torch.equal(g, st.grad)
+
+
+@pytest.mark.parametrize("metropolis", [True, False])
+@pytest.mark.parametrize("n_steps", [1, 2])
+def test_sampler_short_runs(metropolis, n_steps):
+    """Windows of one step (n_steps=1, or check_every=1) are flushed like longer ones
+    (regression: a one-step MALA window used to fail with IndexError)."""
+    t = targets.Banana(a=1.0, b=0.8)
+    x0 = torch.randn(5, 2, generator=torch.Generator().manual_seed(3))
+    for check_every in (None, 1):
+        s = LangevinSampler(t, step_size=0.1, n_steps=n_steps, metropolis=metropolis, check_every=check_every,
+                            generator=torch.Generator().manual_seed(4))
+        x, info = s.sample(x0)
+        assert x.shape == x0.shape and bool(torch.isfinite(x).all())
+        assert info.energy_trace.shape == (n_steps,)

@@ -517,7 +517,7 @@ class LangevinSampler:
                 if t + 1 - t0 == window or t + 1 == T:
                     run.acc_count.add_(torch.stack(accs).sum(0, dtype=torch.int32))
                     accs = []
-                    self._flush(run, t0, es, gns, fs)
+                    self._flush(run, t0, es, gns, torch.stack(fs))
                     es, gns, fs = [], [], []
                     if check and self.check_every is not None and t + 1 < T:
                         self._check(run, t0, t + 1)
@@ -534,7 +534,7 @@ class LangevinSampler:
                 gns.append(gn)
                 if t + 1 - t0 == window or t + 1 == T:
                     ee = torch.stack(es)
-                    self._flush(run, t0, es, gns, [ee + torch.stack(gns)], stacked_e=ee)
+                    self._flush(run, t0, es, gns, ee + torch.stack(gns), stacked_e=ee)
                     es, gns = [], []
                     if check and self.check_every is not None and t + 1 < T:
                         self._check(run, t0, t + 1)
@@ -542,12 +542,12 @@ class LangevinSampler:
                     t0 = t + 1
 
     @staticmethod
-    def _flush(run: _Run, t0: int, es, gns, fs, stacked_e=None) -> None:
+    def _flush(run: _Run, t0: int, es, gns, f: torch.Tensor, stacked_e=None) -> None:
+        # f: (steps in the window, chains), any value that is non-finite iff the step went bad
         t1 = t0 + len(es)
         ee = torch.stack(es) if stacked_e is None else stacked_e
         run.energy_trace[t0:t1] = ee.mean(1)
         run.grad_norm_trace[t0:t1] = torch.stack(gns).mean(1)
-        f = fs[0] if len(fs) == 1 else torch.stack(fs)
         ok = torch.isfinite(f)
         run.bad_steps[t0:t1] = ~ok.all(1)
         run.bad.logical_or_(~ok.all(0))
