@@ -431,8 +431,6 @@ def cmd_info(args, ui: _UI) -> int:
 
 
 def cmd_demo(args, ui: _UI) -> int:
-    import inspect
-
     from . import demo
 
     device = resolve_device(args.device)
@@ -440,17 +438,8 @@ def cmd_demo(args, ui: _UI) -> int:
     out_dir = args.out or "gensample-demo"
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise CLIError(f"--out {out_dir} exists and is not a directory", "pick another --out DIR")
-    kwargs = {"out_dir": out_dir, "quick": args.quick, "device": str(device), "backend": backend, "seed": args.seed,
-              "progress": not args.quiet}
-    params = inspect.signature(demo.run).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        dropped = [k for k in kwargs if k not in params]
-        kwargs = {k: v for k, v in kwargs.items() if k in params}
-        if dropped:
-            ui.note(f"note: this demo.run does not take {', '.join(dropped)}")
-    t0 = time.perf_counter()
-    report = demo.run(**kwargs)
-    ui.note(f"demo finished in {time.perf_counter() - t0:.1f} s")
+    demo.run(out_dir=out_dir, quick=args.quick, device=str(device), backend=backend, seed=args.seed,
+             progress=not args.quiet)  # prints its own summary and total time
     for name in ("report.md", "report.json"):
         p = os.path.join(out_dir, name)
         if os.path.exists(p):
