@@ -22,8 +22,10 @@
 //          series at lags 0..L-1, L = max(max_lag_z, max_lag_ind) + 1 capped at n; NaN past
 //          the lags computed;
 //   nlag (D, 4) int64: lags computed per series;
-//   col (D, 8) float64: [mean, sd (ddof 1) over all draws, median of split draws, q(p0),
-//          q(p1), min and max of split draws, 1 if the folded z are all equal else 0];
+//   col (D, 10) float64: [mean, sd (ddof 1) over all draws, median of split draws, q(p0),
+//          q(p1), min and max of split draws, 1 if the folded z are all equal else 0, the
+//          numbers of NaN and of +-Inf draws (when non-zero the column's other entries
+//          are not computed: the caller raises)];
 //   z (D, k, M2, n) float64 with flag 64 (k = 2 with flag 2, else 1), else empty.
 //
 // diag_mean_acov: y (D, M, n) float64 contiguous; mean over chains of the biased

@@ -101,7 +101,15 @@ def _check_chains(x, name="x", *, min_draws=MIN_DRAWS, min_chains=1, what="this 
     if draws < min_draws:
         raise ValueError(f"{what} needs at least {min_draws} draws per chain, got {name} with {draws} "
                          f"(shape {tuple(x.shape)}, dims are (chains, draws, *event))")
-    if check_finite and x.numel():
+    if check_finite:
+        _check_finite(x, name)
+    return x
+
+
+def _check_finite(x, name="x"):
+    """Raise a ValueError naming the counts of NaN/Inf draws and the chains they are in."""
+    chains = x.shape[0]
+    if x.numel():
         bad = ~torch.isfinite(x)
         n_bad = int(bad.sum())
         if n_bad:
@@ -109,7 +117,6 @@ def _check_chains(x, name="x", *, min_draws=MIN_DRAWS, min_chains=1, what="this 
             bad_chains = int(bad.reshape(chains, -1).any(1).sum())
             raise ValueError(f"{name} contains {n_bad} non-finite entries ({n_nan} NaN, {n_bad - n_nan} Inf) "
                              f"in {bad_chains} of {chains} chains; diagnostics need finite draws")
-    return x
 
 
 def _columns(x):
@@ -503,9 +510,15 @@ if _ext.loaded() and hasattr(torch.ops.gensample, "diag_rank_summary"):
 
 
 def _ranked(x, flags, p0=0.0, p1=0.0):
-    """A ``_Ranked`` when the C++ route applies to x, else None."""
+    """A ``_Ranked`` when the C++ route applies to x, else None. x was checked with
+    ``check_finite=False``: the kernel counts non-finite draws while it reads them (no
+    extra pass); on the torch route the check runs here."""
     if _ext_ok(x) and _ext_fits(x.shape[0], x.shape[1]) and x[0, 0].numel() > 0:
-        return _Ranked(x, flags, p0, p1)
+        r = _Ranked(x, flags, p0, p1)
+        if bool(r.col[:, 8:10].any()):
+            _check_finite(x)  # raises, naming the counts
+        return r
+    _check_finite(x)
     return None
 
 
@@ -556,6 +569,9 @@ def autocorrelation(x, dim=1):
     a = autocovariance(x, dim)
     d = dim % x.dim()
     return a / a.narrow(d, 0, 1)
+
+
+_RANK_ESS = ("bulk", "z_scale", "folded", "quantile", "median", "tail")
 
 
 def _ess_ranked(x, method, prob, relative, return_tau=False):
@@ -657,7 +673,7 @@ def ess(x, method="bulk", *, prob=None, relative=False):
             raise ValueError(f"prob must lie in [0, 1], got {prob}")
     elif method == "tail":
         prob = _tail_prob(prob)
-    x = _check_chains(x, what=f"ess(method={method!r})")
+    x = _check_chains(x, what=f"ess(method={method!r})", check_finite=method not in _RANK_ESS)
     e = _ess_ranked(x, method, prob, relative)
     if e is not None:
         return _out(e, tuple(x.shape[2:]))
@@ -682,7 +698,7 @@ def integrated_autocorr_time(x, method="mean", *, prob=None):
         if prob is None:
             raise ValueError("integrated_autocorr_time(method='quantile') needs prob")
         prob = float(prob)
-    x = _check_chains(x, what="integrated_autocorr_time")
+    x = _check_chains(x, what="integrated_autocorr_time", check_finite=method not in _RANK_ESS)
     t = _ess_ranked(x, method, prob, False, return_tau=True)
     if t is not None:
         return _out(t, tuple(x.shape[2:]))
@@ -703,8 +719,9 @@ def rhat(x, method="rank"):
     and 4 draws per chain. Values above 1.01 signal chains that have not mixed.
     """
     method = _check_method(method, RHAT_METHODS, "rhat")
-    x = _check_chains(x, min_chains=2, what=f"rhat(method={method!r})")
-    if method in ("rank", "z_scale", "folded"):
+    ranks = method in ("rank", "z_scale", "folded")
+    x = _check_chains(x, min_chains=2, what=f"rhat(method={method!r})", check_finite=not ranks)
+    if ranks:
         r = _ranked(x, _F_ZSTATS)
         if r is not None:
             v = {"z_scale": lambda: r.rhat(0), "folded": lambda: r.rhat(1),
@@ -761,7 +778,7 @@ def summary(x, *, prob=0.05):
     median, the folded ranks (a cheap stable re-sort) and the tail quantiles.
     """
     lo, hi = _tail_prob(prob)
-    x = _check_chains(x, what="summary")
+    x = _check_chains(x, what="summary", check_finite=False)
     r = _ranked(x, _F_BULK | _F_ZSTATS | _F_IND0 | _F_IND1 | _F_MOMENTS, lo, hi)
     if r is not None:
         event = tuple(x.shape[2:])

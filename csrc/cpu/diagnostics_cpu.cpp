@@ -67,6 +67,7 @@ enum Flags : int64_t {
 constexpr int kDigit = 11;
 constexpr int kRadix = 1 << kDigit;
 constexpr int64_t kLagBlock = 8;
+constexpr int64_t kColStats = 10;
 
 // ---------------------------------------------------------------------------
 // keys
@@ -349,30 +350,32 @@ void run_column(const typename T::Scalar* col, const Geometry& G, const double* 
   sc.hist.assign(static_cast<size_t>(T::kPasses) * kRadix, 0);
   Item* a = sc.a.data();
   uint32_t* hist = sc.hist.data();
-  // 1. items and histograms
+  // 1. items and histograms (and the non-finite count: the caller raises on any)
+  int64_t nan_count = 0, inf_count = 0;
+  auto put = [&](const typename T::Scalar v, uint32_t pay, Item* dst) {
+    if (!std::isfinite(v)) {
+      nan_count += std::isnan(v);
+      inf_count += !std::isnan(v);
+    }
+    const Item it = T::make(key_of(v), pay);
+    for (int p = 0; p < T::kPasses; ++p) hist[p * kRadix + T::digit(it, p)]++;
+    *dst = it;
+  };
   for (int64_t c = 0; c < M; ++c) {
     const typename T::Scalar* x = col + c * N;
-    for (int64_t i = 0; i < N; ++i) {
-      uint32_t chain2, pos;
-      if (i < h) {
-        chain2 = static_cast<uint32_t>(2 * c);
-        pos = static_cast<uint32_t>(i);
-      } else if (G.odd && i == h) {
-        chain2 = static_cast<uint32_t>(M2);
-        pos = static_cast<uint32_t>(c);
-      } else {
-        chain2 = static_cast<uint32_t>(2 * c + 1);
-        pos = static_cast<uint32_t>(i - (N - h));
-      }
-      const Item it = T::make(key_of(x[i]), (chain2 << G.pb) | pos);
-      for (int p = 0; p < T::kPasses; ++p) hist[p * kRadix + T::digit(it, p)]++;
-      a[c * N + i] = it;
-    }
+    Item* dst = a + c * N;
+    const uint32_t c0 = static_cast<uint32_t>(2 * c) << G.pb, c1 = static_cast<uint32_t>(2 * c + 1) << G.pb;
+    for (int64_t i = 0; i < h; ++i) put(x[i], c0 | static_cast<uint32_t>(i), dst + i);
+    if (G.odd) put(x[h], (static_cast<uint32_t>(M2) << G.pb) | static_cast<uint32_t>(c), dst + h);
+    for (int64_t i = N - h; i < N; ++i) put(x[i], c1 | static_cast<uint32_t>(i - (N - h)), dst + i);
   }
+  double* cs = colstat + d * kColStats;
+  cs[8] = static_cast<double>(nan_count);
+  cs[9] = static_cast<double>(inf_count);
+  if (nan_count + inf_count) return;  // the caller raises
   // 2. sort
   a = radix_sort<T>(a, sc.b.data(), S_all, hist);
   auto val = [&](int64_t j) { return value_of(T::key(a[j])); };
-  double* cs = colstat + d * 8;
   // 3. moments and quantiles over all draws
   if (G.flags & kMoments) {
     double s = 0;
@@ -446,38 +449,82 @@ void run_column(const typename T::Scalar* col, const Geometry& G, const double* 
   // 5. folded ranks: merge of the two runs of |s - median| outwards from the median
   if (folded || zst) {
     int64_t i = std::upper_bound(a, a + S, med, [&](double v, const Item& it) { return v < value_of(T::key(it)); }) - a;
-    int64_t jlo = i - 1, jhi = i, r = 0, g0 = 0;
+    // Branch-free two-way merge (sentinel +inf for an exhausted run); tie groups of
+    // equal |s - median| share their average rank, singletons take the table.
+    const double inf = std::numeric_limits<double>::infinity();
+    int64_t jlo = i - 1, jhi = i, g0 = 0;
+    auto f_lo = [&](int64_t j) {  // clamped load, then a select: no branch
+      const double v = std::fabs(val(std::max<int64_t>(j, 0)) - med);
+      return j >= 0 ? v : inf;
+    };
+    auto f_hi = [&](int64_t j) {
+      const double v = std::fabs(val(std::min<int64_t>(j, S - 1)) - med);
+      return j < S ? v : inf;
+    };
+    double flo = f_lo(jlo), fhi = f_hi(jhi);
     double cur = std::numeric_limits<double>::quiet_NaN();
+    uint32_t first = 0;
     auto& grp = sc.group;
     grp.clear();
-    auto flush = [&]() {
-      if (grp.empty()) return;
-      const double zz = zavg(g0, r - 1);
-      for (uint32_t p : grp) z[lin(p)] = zz;
-      grp.clear();
-    };
-    while (jlo >= 0 || jhi < S) {
-      double f;
-      uint32_t p;
-      if (jhi >= S || (jlo >= 0 && std::fabs(val(jlo) - med) <= std::fabs(val(jhi) - med))) {
-        f = std::fabs(val(jlo) - med);
-        p = T::pay(a[jlo--]);
+    // Without folded ESS or z output only the chain moments are needed: accumulate them
+    // per chain (sum and sum of squares, in L1) instead of scattering the z-values.
+    const bool scatter = folded || outz;
+    double* fsum = cm + M2;
+    double* fsq = cv + M2;
+    if (!scatter) std::fill(fsum, fsum + M2, 0.0), std::fill(fsq, fsq + M2, 0.0);
+    auto emit = [&](uint32_t q, double zz) {
+      if (scatter) {
+        z[lin(q)] = zz;
       } else {
-        f = std::fabs(val(jhi) - med);
-        p = T::pay(a[jhi++]);
+        fsum[q >> G.pb] += zz;
+        fsq[q >> G.pb] += zz * zz;
       }
-      if (!(f == cur)) {
-        flush();
-        g0 = r;
-        cur = f;
+    };
+    for (int64_t r = 0; r < S; ++r) {
+      const bool take_lo = flo <= fhi;
+      const double f = take_lo ? flo : fhi;
+      const uint32_t p = T::pay(a[take_lo ? jlo : jhi]);
+      jlo -= take_lo;
+      jhi += !take_lo;
+      flo = f_lo(jlo);
+      fhi = f_hi(jhi);
+      if (f == cur) {
+        if (grp.empty()) grp.push_back(first);
+        grp.push_back(p);
+        continue;
       }
-      grp.push_back(p);
-      ++r;
+      if (grp.empty()) {
+        if (r > 0) emit(first, ztab[r - 1]);
+      } else {
+        const double zz = zavg(g0, r - 1);
+        for (uint32_t q : grp) emit(q, zz);
+        grp.clear();
+      }
+      g0 = r;
+      cur = f;
+      first = p;
     }
-    flush();
+    if (grp.empty()) {
+      emit(first, ztab[S - 1]);
+    } else {
+      const double zz = zavg(g0, S - 1);
+      for (uint32_t q : grp) emit(q, zz);
+    }
     cs[7] = (g0 == 0) ? 1.0 : 0.0;  // one tie group: the folded z are constant
     if (outz && folded) std::memcpy(zout + (d * 2 + 1) * S, z, S * sizeof(double));
-    centre_chains(z, M2, n, cm + M2, cv + M2);
+    if (scatter) {
+      centre_chains(z, M2, n, cm + M2, cv + M2);
+    } else if (g0 == 0) {  // one tie group: every folded z is the same value, exactly
+      const double zz = zavg(0, S - 1);
+      std::fill(fsum, fsum + M2, zz);
+      std::fill(fsq, fsq + M2, 0.0);
+    } else {
+      for (int64_t c = 0; c < M2; ++c) {
+        const double mu = fsum[c] / n;
+        fsq[c] = std::max(0.0, (fsq[c] - fsum[c] * mu) / (n - 1));
+        fsum[c] = mu;
+      }
+    }
     if (folded) nl[1] = z_series_acov(z, M2, n, cm + M2, G.lz, ac + G.L, sc.acc.data());
   }
   // 6. quantile indicators
@@ -611,7 +658,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   at::Tensor cvar = at::full({G.D, 2, G.M2}, nan, f64);
   at::Tensor acov = at::full({G.D, 4, G.L}, nan, f64);
   at::Tensor nlag = at::full({G.D, 4}, 0, x.options().dtype(at::kLong));
-  at::Tensor col = at::full({G.D, 8}, nan, f64);
+  at::Tensor col = at::full({G.D, kColStats}, nan, f64);
   at::Tensor zout = (flags & kOutZ) ? at::empty({G.D, (flags & kFoldedAcov) ? 2 : 1, G.M2, G.n}, f64)
                                     : at::empty({0}, f64);
   // z of the integer ranks 1..S, shared by all columns
