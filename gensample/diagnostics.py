@@ -1,9 +1,23 @@
 """MCMC diagnostics on torch tensors: autocorrelation, ESS, R-hat, streaming accumulators.
 
-Everything here is pure PyTorch, runs on any device, computes in float64 and takes draws
-laid out as ``(chains, draws, *event)``; every event entry is diagnosed independently and
-all of them at once (vectorized, no Python loop over entries). Results have shape
+Draws are laid out as ``(chains, draws, *event)``; every event entry is diagnosed
+independently and all of them at once (no Python loop over entries). Results have shape
 ``event`` (a 0-dim tensor for scalar chains), dtype float64, on the input's device.
+
+Two routes compute the same numbers (tested against each other and against ArviZ):
+
+* CPU tensors with the extension built: the C++ kernels ``gensample::diag_rank_summary``
+  and ``gensample::diag_mean_acov`` (csrc/cpu/diagnostics_cpu.cpp), parallel over event
+  entries: one LSD radix sort per entry (float32 or float64 keys, with positions), ranks
+  and average ranks for ties from one walk over the sorted draws, the folded ranks from a
+  merge of the two sorted runs of ``|x - median|`` (no second sort), the quantile
+  indicators as bitsets with popcount autocovariances (exact), and the real-valued series'
+  autocovariances summed directly only up to the lag where Geyer's sequence stops (rows
+  that need more lags than ``_DIRECT_LAGS`` take the FFT). All in float64.
+* anything else (other devices, no extension, ``USE_EXTENSION = False``): pure PyTorch,
+  device-agnostic: ``torch.sort`` for the ranks (shared by the bulk ranks, the median,
+  the folded ranks' cheap stable re-sort and the tail quantiles), GEMMs for the first
+  lags and the FFT for the rest, float64.
 
 The batch functions follow Vehtari, Gelman, Simpson, Carpenter & Burkner (2021),
 "Rank-normalization, folding, and localization: an improved R-hat for assessing
@@ -438,10 +452,10 @@ def _ext_ok(t):
 
 
 def _ext_fits(chains, draws):
-    """Positions of one column must fit the kernel's 32-bit payloads."""
+    """Positions of one column must fit the kernel's 31-bit payloads."""
     n = draws // 2
     pb = max(n - 1, chains - 1).bit_length()
-    return pb + (2 * chains).bit_length() <= 32 and chains * draws < (1 << 32)
+    return pb + (2 * chains).bit_length() <= 31 and chains * draws < (1 << 32)
 
 
 class _Ranked:

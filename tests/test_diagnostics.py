@@ -109,6 +109,7 @@ def _tricky_inputs():
     out["half"] = torch.randn(2, 64, 3, generator=g).half()
     out["offset_f32"] = torch.randn(4, 300, 2, generator=g) + 1e4
     out["one_chain"] = torch.randn(1, 101, 2, generator=g, dtype=F64)
+    out["small_ints"] = torch.randint(-3, 4, (3, 50, 3), generator=g).to(F64)  # folded ties across both runs
     out["zeros_signed"] = torch.tensor([0.0, -0.0, 1.0, -1.0], dtype=F64)[torch.randint(0, 4, (2, 30), generator=g)]
     return out
 

@@ -35,7 +35,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -68,6 +71,29 @@ constexpr int kDigit = 11;
 constexpr int kRadix = 1 << kDigit;
 constexpr int64_t kLagBlock = 8;
 constexpr int64_t kColStats = 10;
+
+// GENSAMPLE_DIAG_PROFILE=1: per-phase thread time (summed over threads), on stderr.
+enum Phase { kPhItems, kPhSort, kPhMoments, kPhBulkWalk, kPhBulkLags, kPhFolded, kPhInd, kPhCount };
+const char* const kPhaseNames[kPhCount] = {"items+histograms", "radix sort", "moments+quantiles", "bulk ranks",
+                                           "bulk centre+lags", "folded ranks", "indicators"};
+std::atomic<int64_t> g_phase_ns[kPhCount];
+bool profiling() {
+  static const bool on = [] {
+    const char* e = std::getenv("GENSAMPLE_DIAG_PROFILE");
+    return e && e[0] == '1';
+  }();
+  return on;
+}
+struct PhaseClock {
+  bool on = profiling();
+  std::chrono::steady_clock::time_point t = std::chrono::steady_clock::now();
+  void tick(Phase p) {
+    if (!on) return;
+    const auto now = std::chrono::steady_clock::now();
+    g_phase_ns[p] += std::chrono::duration_cast<std::chrono::nanoseconds>(now - t).count();
+    t = now;
+  }
+};
 
 // ---------------------------------------------------------------------------
 // keys
@@ -281,20 +307,29 @@ int64_t ind_series_acov(const uint64_t* bits, int64_t m2, int64_t n, int64_t nw,
   return nl;
 }
 
+// Sum of v[0..n) with four interleaved accumulators (no serial add-latency chain).
+template <class F>
+GS_ALWAYS_INLINE double sum4(int64_t n, const F& v) {
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    s0 += v(i);
+    s1 += v(i + 1);
+    s2 += v(i + 2);
+    s3 += v(i + 3);
+  }
+  for (; i < n; ++i) s0 += v(i);
+  return (s0 + s1) + (s2 + s3);
+}
+
 // In place: centre each chain of y (m2, n); chain means and variances (ddof 1).
 void centre_chains(double* y, int64_t m2, int64_t n, double* mean, double* var) {
   for (int64_t c = 0; c < m2; ++c) {
     double* r = y + c * n;
-    double s = 0;
-    for (int64_t i = 0; i < n; ++i) s += r[i];
-    const double mu = s / n;
-    double q = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      r[i] -= mu;
-      q += r[i] * r[i];
-    }
+    const double mu = sum4(n, [&](int64_t i) { return r[i]; }) / n;
+    for (int64_t i = 0; i < n; ++i) r[i] -= mu;
     mean[c] = mu;
-    if (var) var[c] = q / (n - 1);
+    if (var) var[c] = sum4(n, [&](int64_t i) { return r[i] * r[i]; }) / (n - 1);
   }
 }
 
@@ -311,7 +346,7 @@ struct Geometry {
 template <class T>
 struct Scratch {
   std::vector<typename T::Item> a, b;
-  std::vector<double> z, acc;
+  std::vector<double> z, acc, f;
   std::vector<uint64_t> bits;
   std::vector<int64_t> wpre;
   std::vector<uint32_t> group;
@@ -347,45 +382,54 @@ void run_column(const typename T::Scalar* col, const Geometry& G, const double* 
   const int64_t S_all = G.S_all;
   sc.a.resize(S_all);
   sc.b.resize(S_all);
-  sc.hist.assign(static_cast<size_t>(T::kPasses) * kRadix, 0);
+  sc.hist.assign(static_cast<size_t>(T::kPasses + 3) * kRadix, 0);
   Item* a = sc.a.data();
   uint32_t* hist = sc.hist.data();
-  // 1. items and histograms (and the non-finite count: the caller raises on any)
-  int64_t nan_count = 0, inf_count = 0;
-  auto put = [&](const typename T::Scalar v, uint32_t pay, Item* dst) {
-    if (!std::isfinite(v)) {
-      nan_count += std::isnan(v);
-      inf_count += !std::isnan(v);
-    }
+  PhaseClock clk;
+  // 1. items and histograms. The top digit (sign, exponent) takes few values, so
+  // consecutive draws hit the same counter: four interleaved copies of its histogram
+  // keep the increments independent.
+  constexpr int kTop = T::kPasses - 1;
+  uint32_t* top[4] = {hist + kTop * kRadix, hist + T::kPasses * kRadix, hist + (T::kPasses + 1) * kRadix,
+                      hist + (T::kPasses + 2) * kRadix};
+  auto put = [&](const typename T::Scalar v, uint32_t pay, Item* dst, int64_t lane) {
     const Item it = T::make(key_of(v), pay);
-    for (int p = 0; p < T::kPasses; ++p) hist[p * kRadix + T::digit(it, p)]++;
+    for (int p = 0; p < kTop; ++p) hist[p * kRadix + T::digit(it, p)]++;
+    top[lane & 3][T::digit(it, kTop)]++;
     *dst = it;
   };
   for (int64_t c = 0; c < M; ++c) {
     const typename T::Scalar* x = col + c * N;
     Item* dst = a + c * N;
     const uint32_t c0 = static_cast<uint32_t>(2 * c) << G.pb, c1 = static_cast<uint32_t>(2 * c + 1) << G.pb;
-    for (int64_t i = 0; i < h; ++i) put(x[i], c0 | static_cast<uint32_t>(i), dst + i);
-    if (G.odd) put(x[h], (static_cast<uint32_t>(M2) << G.pb) | static_cast<uint32_t>(c), dst + h);
-    for (int64_t i = N - h; i < N; ++i) put(x[i], c1 | static_cast<uint32_t>(i - (N - h)), dst + i);
+    for (int64_t i = 0; i < h; ++i) put(x[i], c0 | static_cast<uint32_t>(i), dst + i, i);
+    if (G.odd) put(x[h], (static_cast<uint32_t>(M2) << G.pb) | static_cast<uint32_t>(c), dst + h, h);
+    for (int64_t i = N - h; i < N; ++i) put(x[i], c1 | static_cast<uint32_t>(i - (N - h)), dst + i, i);
   }
-  double* cs = colstat + d * kColStats;
-  cs[8] = static_cast<double>(nan_count);
-  cs[9] = static_cast<double>(inf_count);
-  if (nan_count + inf_count) return;  // the caller raises
+  for (int dgt = 0; dgt < kRadix; ++dgt) top[0][dgt] += top[1][dgt] + top[2][dgt] + top[3][dgt];
+  clk.tick(kPhItems);
   // 2. sort
   a = radix_sort<T>(a, sc.b.data(), S_all, hist);
+  clk.tick(kPhSort);
+  // Non-finite draws sort to the ends (NaN keys lie beyond +-inf): count them there; the
+  // caller raises on any.
+  double* cs = colstat + d * kColStats;
+  {
+    int64_t nan_count = 0, inf_count = 0, lo = 0, hi = S_all;
+    for (; lo < S_all && !std::isfinite(value_of(T::key(a[lo]))); ++lo) (std::isnan(value_of(T::key(a[lo]))) ? nan_count : inf_count)++;
+    for (; hi > lo && !std::isfinite(value_of(T::key(a[hi - 1]))); --hi) (std::isnan(value_of(T::key(a[hi - 1]))) ? nan_count : inf_count)++;
+    cs[8] = static_cast<double>(nan_count);
+    cs[9] = static_cast<double>(inf_count);
+    if (nan_count + inf_count) return;
+  }
   auto val = [&](int64_t j) { return value_of(T::key(a[j])); };
   // 3. moments and quantiles over all draws
   if (G.flags & kMoments) {
-    double s = 0;
-    for (int64_t j = 0; j < S_all; ++j) s += val(j);
-    const double mu = s / S_all;
-    double q = 0;
-    for (int64_t j = 0; j < S_all; ++j) {
+    const double mu = sum4(S_all, val) / S_all;
+    const double q = sum4(S_all, [&](int64_t j) {
       const double e = val(j) - mu;
-      q += e * e;
-    }
+      return e * e;
+    });
     cs[0] = mu;
     cs[1] = S_all > 1 ? std::sqrt(q / (S_all - 1)) : std::numeric_limits<double>::quiet_NaN();
   }
@@ -423,6 +467,7 @@ void run_column(const typename T::Scalar* col, const Geometry& G, const double* 
     const double r = static_cast<double>(first + last) * 0.5 + 1.0;
     return ::calc_ndtri<double>((r - 0.375) / denom);
   };
+  clk.tick(kPhMoments);
   const bool bulk = G.flags & kBulkAcov, folded = G.flags & kFoldedAcov, zst = G.flags & kZStats;
   const bool outz = G.flags & kOutZ;
   sc.z.resize(S);
@@ -443,29 +488,61 @@ void run_column(const typename T::Scalar* col, const Geometry& G, const double* 
       j = e;
     }
     if (outz) std::memcpy(zout + d * (folded ? 2 : 1) * S, z, S * sizeof(double));
+    clk.tick(kPhBulkWalk);
     centre_chains(z, M2, n, cm, cv);
     if (bulk) nl[0] = z_series_acov(z, M2, n, cm, G.lz, ac, sc.acc.data());
+    clk.tick(kPhBulkLags);
   }
-  // 5. folded ranks: merge of the two runs of |s - median| outwards from the median
+  // 5. folded ranks: |s - median| over the sorted values falls (lower run, indices < k)
+  // then rises (upper run), so its order is a merge of two sorted runs. Two merges run
+  // interleaved (independent dependency chains): one from the median outwards for the
+  // S/2 smallest, one from the extremes inwards for the rest, both under one strict
+  // order (f, lower run first, then position) so that they meet without overlap. They
+  // write the merged payloads with bit 31 = "same f as the previous one"; a walk over
+  // that array then gives tie groups their average rank.
   if (folded || zst) {
-    int64_t i = std::upper_bound(a, a + S, med, [&](double v, const Item& it) { return v < value_of(T::key(it)); }) - a;
-    // Branch-free two-way merge (sentinel +inf for an exhausted run); tie groups of
-    // equal |s - median| share their average rank, singletons take the table.
+    const int64_t k = std::upper_bound(a, a + S, med, [&](double v, const Item& it) {
+      return v < value_of(T::key(it));
+    }) - a;
+    const int64_t nlo = k, nhi = S - k;
     const double inf = std::numeric_limits<double>::infinity();
-    int64_t jlo = i - 1, jhi = i, g0 = 0;
-    auto f_lo = [&](int64_t j) {  // clamped load, then a select: no branch
-      const double v = std::fabs(val(std::max<int64_t>(j, 0)) - med);
-      return j >= 0 ? v : inf;
-    };
-    auto f_hi = [&](int64_t j) {
-      const double v = std::fabs(val(std::min<int64_t>(j, S - 1)) - med);
-      return j < S ? v : inf;
-    };
-    double flo = f_lo(jlo), fhi = f_hi(jhi);
-    double cur = std::numeric_limits<double>::quiet_NaN();
-    uint32_t first = 0;
-    auto& grp = sc.group;
-    grp.clear();
+    sc.f.resize(S + 4);
+    double* flo = sc.f.data() + 1;  // flo[-1] = -inf, flo[0..nlo) ascending, flo[nlo] = +inf
+    double* fhi = flo + nlo + 2;    // the same for the upper run
+    flo[-1] = fhi[-1] = -inf;
+    flo[nlo] = fhi[nhi] = inf;
+    for (int64_t t = 0; t < nlo; ++t) flo[t] = std::fabs(val(k - 1 - t) - med);
+    for (int64_t t = 0; t < nhi; ++t) fhi[t] = std::fabs(val(k + t) - med);
+    Item* other = (a == sc.a.data()) ? sc.b.data() : sc.a.data();
+    uint32_t* out = reinterpret_cast<uint32_t*>(other);  // S uint32 fit in S_all items
+    const uint32_t kTie = 0x80000000u, kPay = 0x7fffffffu;
+    const int64_t hS = S / 2;
+    int64_t tl = 0, th = 0;                // front: next of each run, ascending
+    int64_t bl = nlo - 1, bh = nhi - 1;    // back: next of each run, descending
+    double ffront = std::numeric_limits<double>::quiet_NaN(), fback = ffront;
+    for (int64_t r = 0; r < S - hS; ++r) {
+      if (r < hS) {
+        const double x0 = flo[tl], x1 = fhi[th];
+        const bool lo = x0 <= x1;  // ties: lower run first
+        const double f = lo ? x0 : x1;
+        const uint32_t p = T::pay(a[lo ? k - 1 - tl : k + th]);
+        tl += lo;
+        th += !lo;
+        out[r] = p | (f == ffront ? kTie : 0u);
+        ffront = f;
+      }
+      const double y0 = flo[bl], y1 = fhi[bh];
+      const bool hi = y1 >= y0;  // descending: ties take the upper run first
+      const double f = hi ? y1 : y0;
+      const uint32_t p = T::pay(a[hi ? k + bh : k - 1 - bl]);
+      bh -= hi;
+      bl -= !hi;
+      const int64_t pos = S - 1 - r;
+      out[pos] = p;
+      if (r > 0 && f == fback) out[pos + 1] |= kTie;
+      fback = f;
+    }
+    if (hS > 0 && ffront == fback) out[hS] |= kTie;
     // Without folded ESS or z output only the chain moments are needed: accumulate them
     // per chain (sum and sum of squares, in L1) instead of scattering the z-values.
     const bool scatter = folded || outz;
@@ -480,35 +557,18 @@ void run_column(const typename T::Scalar* col, const Geometry& G, const double* 
         fsq[q >> G.pb] += zz * zz;
       }
     };
-    for (int64_t r = 0; r < S; ++r) {
-      const bool take_lo = flo <= fhi;
-      const double f = take_lo ? flo : fhi;
-      const uint32_t p = T::pay(a[take_lo ? jlo : jhi]);
-      jlo -= take_lo;
-      jhi += !take_lo;
-      flo = f_lo(jlo);
-      fhi = f_hi(jhi);
-      if (f == cur) {
-        if (grp.empty()) grp.push_back(first);
-        grp.push_back(p);
-        continue;
-      }
-      if (grp.empty()) {
-        if (r > 0) emit(first, ztab[r - 1]);
+    int64_t g0 = 0;
+    for (int64_t r = 0; r < S;) {
+      int64_t e = r + 1;
+      while (e < S && (out[e] & kTie)) ++e;
+      if (e == r + 1) {
+        emit(out[r], ztab[r]);
       } else {
-        const double zz = zavg(g0, r - 1);
-        for (uint32_t q : grp) emit(q, zz);
-        grp.clear();
+        const double zz = zavg(r, e - 1);
+        for (int64_t q = r; q < e; ++q) emit(out[q] & kPay, zz);
       }
       g0 = r;
-      cur = f;
-      first = p;
-    }
-    if (grp.empty()) {
-      emit(first, ztab[S - 1]);
-    } else {
-      const double zz = zavg(g0, S - 1);
-      for (uint32_t q : grp) emit(q, zz);
+      r = e;
     }
     cs[7] = (g0 == 0) ? 1.0 : 0.0;  // one tie group: the folded z are constant
     if (outz && folded) std::memcpy(zout + (d * 2 + 1) * S, z, S * sizeof(double));
@@ -526,6 +586,7 @@ void run_column(const typename T::Scalar* col, const Geometry& G, const double* 
       }
     }
     if (folded) nl[1] = z_series_acov(z, M2, n, cm + M2, G.lz, ac + G.L, sc.acc.data());
+    clk.tick(kPhFolded);
   }
   // 6. quantile indicators
   const int64_t nw = (n + 63) / 64;
@@ -563,6 +624,7 @@ void run_column(const typename T::Scalar* col, const Geometry& G, const double* 
       m[c] = static_cast<double>(acc) / n;
     }
     nl[2 + s] = ind_series_acov(bits, M2, n, nw, sc.wpre.data(), m, G.li, ac + (2 + s) * G.L);
+    clk.tick(kPhInd);
   }
 }
 
@@ -644,7 +706,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   G.S_all = G.M * G.N;
   G.odd = (G.N % 2) != 0;
   G.pb = bit_length(static_cast<uint64_t>(std::max<int64_t>(G.n - 1, G.M - 1)));
-  TORCH_CHECK(G.pb + bit_length(static_cast<uint64_t>(G.M2)) <= 32 && G.S_all < (int64_t(1) << 32), kOp,
+  TORCH_CHECK(G.pb + bit_length(static_cast<uint64_t>(G.M2)) <= 31 && G.S_all < (int64_t(1) << 32), kOp,
               "too many draws per column for 32-bit positions: shape ", x.sizes());
   G.lz = std::min(max_lag_z + 1, G.n);
   G.li = std::min(max_lag_ind + 1, G.n);
@@ -671,12 +733,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     });
   }
   double* zo = zout.numel() ? zout.data_ptr<double>() : nullptr;
+  const auto t0 = std::chrono::steady_clock::now();
+  if (profiling())
+    for (auto& p : g_phase_ns) p = 0;
   if (x.scalar_type() == at::kFloat)
     rank_summary_impl<Items32>(x, G, ztab.data(), cmean.data_ptr<double>(), cvar.data_ptr<double>(),
                                acov.data_ptr<double>(), nlag.data_ptr<int64_t>(), col.data_ptr<double>(), zo);
   else
     rank_summary_impl<Items64>(x, G, ztab.data(), cmean.data_ptr<double>(), cvar.data_ptr<double>(),
                                acov.data_ptr<double>(), nlag.data_ptr<int64_t>(), col.data_ptr<double>(), zo);
+  if (profiling()) {
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::fprintf(stderr, "diag_rank_summary %lld x %lld x %lld: wall %.3f s; thread time per phase:", (long long)G.M,
+                 (long long)G.N, (long long)G.D, wall);
+    for (int p = 0; p < kPhCount; ++p) std::fprintf(stderr, " %s %.3f s;", kPhaseNames[p], g_phase_ns[p] * 1e-9);
+    std::fprintf(stderr, "\n");
+  }
   return {cmean, cvar, acov, nlag, col, zout};
 }
 
