@@ -7,7 +7,7 @@
 //     uint64; -0.0 keyed as +0.0, so that equal values tie) with its split-layout
 //     position as payload ((split chain << pb) | position; the middle draw of an odd
 //     chain gets split chain M2, a marker), packed in one uint64 for float32 keys;
-//  2. LSD radix sort, 11-bit digits (3 passes for float32, 6 for float64; a pass whose
+//  2. LSD radix sort, 16-bit digits (2 passes for float32, 4 for float64; a pass whose
 //     digit is the same for every key is skipped), histograms taken while building items;
 //  3. from the sorted values: mean/sd, the numpy-'linear' quantiles over all draws, then
 //     (odd N) the middle draws removed, the median of the split draws;
@@ -67,7 +67,9 @@ enum Flags : int64_t {
   kOutZ = 64,
 };
 
-constexpr int kDigit = 11;
+// Radix digits of 16 bits: 2 passes for float32 keys, 4 for float64 (fewer passes beat
+// the smaller, cache-resident histograms of 8- or 11-bit digits on this kind of CPU).
+constexpr int kDigit = 16;
 constexpr int kRadix = 1 << kDigit;
 constexpr int64_t kLagBlock = 8;
 constexpr int64_t kColStats = 10;
@@ -77,6 +79,7 @@ enum Phase { kPhItems, kPhSort, kPhMoments, kPhBulkWalk, kPhBulkLags, kPhFolded,
 const char* const kPhaseNames[kPhCount] = {"items+histograms", "radix sort", "moments+quantiles", "bulk ranks",
                                            "bulk centre+lags", "folded ranks", "indicators"};
 std::atomic<int64_t> g_phase_ns[kPhCount];
+double g_transpose_s = 0;
 bool profiling() {
   static const bool on = [] {
     const char* e = std::getenv("GENSAMPLE_DIAG_PROFILE");
@@ -129,7 +132,7 @@ struct Items32 {
   using Scalar = float;
   using Key = uint32_t;
   using Item = uint64_t;
-  static constexpr int kPasses = 3;
+  static constexpr int kPasses = 2;
   static GS_ALWAYS_INLINE Item make(Key k, uint32_t p) { return (static_cast<uint64_t>(k) << 32) | p; }
   static GS_ALWAYS_INLINE Key key(Item it) { return static_cast<Key>(it >> 32); }
   static GS_ALWAYS_INLINE uint32_t pay(Item it) { return static_cast<uint32_t>(it); }
@@ -145,7 +148,7 @@ struct Items64 {
   using Scalar = double;
   using Key = uint64_t;
   using Item = Pair64;
-  static constexpr int kPasses = 6;
+  static constexpr int kPasses = 4;
   static GS_ALWAYS_INLINE Item make(Key k, uint32_t p) { return Item{k, p}; }
   static GS_ALWAYS_INLINE Key key(const Item& it) { return it.k; }
   static GS_ALWAYS_INLINE uint32_t pay(const Item& it) { return static_cast<uint32_t>(it.p); }
@@ -353,13 +356,19 @@ struct Scratch {
   std::vector<uint32_t> hist;
 };
 
+std::vector<uint32_t>* offsets_buffer() {
+  thread_local std::vector<uint32_t> off(kRadix);
+  return &off;
+}
+
 template <class T>
 typename T::Item* radix_sort(typename T::Item* a, typename T::Item* b, int64_t n, uint32_t* hist) {
   using Item = typename T::Item;
   for (int p = 0; p < T::kPasses; ++p) {
     uint32_t* h = hist + p * kRadix;
     if (n == 0 || h[T::digit(a[0], p)] == static_cast<uint32_t>(n)) continue;  // one digit: nothing to do
-    uint32_t off[kRadix];
+    std::vector<uint32_t>& offv = *offsets_buffer();
+    uint32_t* off = offv.data();
     uint32_t s = 0;
     for (int d = 0; d < kRadix; ++d) {
       off[d] = s;
@@ -382,31 +391,24 @@ void run_column(const typename T::Scalar* col, const Geometry& G, const double* 
   const int64_t S_all = G.S_all;
   sc.a.resize(S_all);
   sc.b.resize(S_all);
-  sc.hist.assign(static_cast<size_t>(T::kPasses + 3) * kRadix, 0);
+  sc.hist.assign(static_cast<size_t>(T::kPasses) * kRadix, 0);
   Item* a = sc.a.data();
   uint32_t* hist = sc.hist.data();
   PhaseClock clk;
-  // 1. items and histograms. The top digit (sign, exponent) takes few values, so
-  // consecutive draws hit the same counter: four interleaved copies of its histogram
-  // keep the increments independent.
-  constexpr int kTop = T::kPasses - 1;
-  uint32_t* top[4] = {hist + kTop * kRadix, hist + T::kPasses * kRadix, hist + (T::kPasses + 1) * kRadix,
-                      hist + (T::kPasses + 2) * kRadix};
-  auto put = [&](const typename T::Scalar v, uint32_t pay, Item* dst, int64_t lane) {
+  // 1. items and histograms
+  auto put = [&](const typename T::Scalar v, uint32_t pay, Item* dst) {
     const Item it = T::make(key_of(v), pay);
-    for (int p = 0; p < kTop; ++p) hist[p * kRadix + T::digit(it, p)]++;
-    top[lane & 3][T::digit(it, kTop)]++;
+    for (int p = 0; p < T::kPasses; ++p) hist[p * kRadix + T::digit(it, p)]++;
     *dst = it;
   };
   for (int64_t c = 0; c < M; ++c) {
     const typename T::Scalar* x = col + c * N;
     Item* dst = a + c * N;
     const uint32_t c0 = static_cast<uint32_t>(2 * c) << G.pb, c1 = static_cast<uint32_t>(2 * c + 1) << G.pb;
-    for (int64_t i = 0; i < h; ++i) put(x[i], c0 | static_cast<uint32_t>(i), dst + i, i);
-    if (G.odd) put(x[h], (static_cast<uint32_t>(M2) << G.pb) | static_cast<uint32_t>(c), dst + h, h);
-    for (int64_t i = N - h; i < N; ++i) put(x[i], c1 | static_cast<uint32_t>(i - (N - h)), dst + i, i);
+    for (int64_t i = 0; i < h; ++i) put(x[i], c0 | static_cast<uint32_t>(i), dst + i);
+    if (G.odd) put(x[h], (static_cast<uint32_t>(M2) << G.pb) | static_cast<uint32_t>(c), dst + h);
+    for (int64_t i = N - h; i < N; ++i) put(x[i], c1 | static_cast<uint32_t>(i - (N - h)), dst + i);
   }
-  for (int dgt = 0; dgt < kRadix; ++dgt) top[0][dgt] += top[1][dgt] + top[2][dgt] + top[3][dgt];
   clk.tick(kPhItems);
   // 2. sort
   a = radix_sort<T>(a, sc.b.data(), S_all, hist);
@@ -514,32 +516,35 @@ void run_column(const typename T::Scalar* col, const Geometry& G, const double* 
     for (int64_t t = 0; t < nlo; ++t) flo[t] = std::fabs(val(k - 1 - t) - med);
     for (int64_t t = 0; t < nhi; ++t) fhi[t] = std::fabs(val(k + t) - med);
     Item* other = (a == sc.a.data()) ? sc.b.data() : sc.a.data();
-    uint32_t* out = reinterpret_cast<uint32_t*>(other);  // S uint32 fit in S_all items
+    uint32_t* out = reinterpret_cast<uint32_t*>(other);  // S + 1 uint32 fit in S_all >= S items
     const uint32_t kTie = 0x80000000u, kPay = 0x7fffffffu;
     const int64_t hS = S / 2;
     int64_t tl = 0, th = 0;                // front: next of each run, ascending
     int64_t bl = nlo - 1, bh = nhi - 1;    // back: next of each run, descending
     double ffront = std::numeric_limits<double>::quiet_NaN(), fback = ffront;
     for (int64_t r = 0; r < S - hS; ++r) {
+      // (selects as arithmetic, min/max: no branches, which would mispredict half the time)
       if (r < hS) {
         const double x0 = flo[tl], x1 = fhi[th];
-        const bool lo = x0 <= x1;  // ties: lower run first
-        const double f = lo ? x0 : x1;
-        const uint32_t p = T::pay(a[lo ? k - 1 - tl : k + th]);
+        const int64_t lo = x0 <= x1;  // ties: lower run first
+        const double f = std::min(x1, x0);
+        const int64_t i1 = k + th, i0 = k - 1 - tl;
+        const uint32_t p = T::pay(a[i1 + lo * (i0 - i1)]);
         tl += lo;
-        th += !lo;
-        out[r] = p | (f == ffront ? kTie : 0u);
+        th += 1 - lo;
+        out[r] = p | (static_cast<uint32_t>(f == ffront) << 31);
         ffront = f;
       }
       const double y0 = flo[bl], y1 = fhi[bh];
-      const bool hi = y1 >= y0;  // descending: ties take the upper run first
-      const double f = hi ? y1 : y0;
-      const uint32_t p = T::pay(a[hi ? k + bh : k - 1 - bl]);
+      const int64_t hi = y1 >= y0;  // descending: ties take the upper run first
+      const double f = std::max(y0, y1);
+      const int64_t j1 = k + bh, j0 = k - 1 - bl;
+      const uint32_t p = T::pay(a[j0 + hi * (j1 - j0)]);
       bh -= hi;
-      bl -= !hi;
+      bl -= 1 - hi;
       const int64_t pos = S - 1 - r;
       out[pos] = p;
-      if (r > 0 && f == fback) out[pos + 1] |= kTie;
+      out[pos + 1] |= static_cast<uint32_t>(r > 0 && f == fback) << 31;  // out[S] is scratch
       fback = f;
     }
     if (hS > 0 && ffront == fback) out[hS] |= kTie;
@@ -676,11 +681,13 @@ void rank_summary_impl(const at::Tensor& x, const Geometry& G, const double* zta
   const Scalar* base = x.data_ptr<Scalar>();
   at::Tensor xt;
   const Scalar* cols = base;
+  const auto t0 = std::chrono::steady_clock::now();
   if (G.D > 1) {
-    xt = at::empty({G.D, G.M * G.N}, x.options());
+    xt = empty_output({G.D, G.M * G.N}, x.options());  // pooled: no first-touch faults on repeat calls
     transpose_rows<Scalar>(base, G.M * G.N, G.D, xt.data_ptr<Scalar>());
     cols = xt.data_ptr<Scalar>();
   }
+  g_transpose_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   auto body = [&](int64_t d, Scratch<T>& sc) {
     run_column<T>(cols + d * G.M * G.N, G, ztab, d, sc, cmean, cvar, acov, nlag, colstat, zout);
   };
@@ -723,6 +730,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   at::Tensor col = at::full({G.D, kColStats}, nan, f64);
   at::Tensor zout = (flags & kOutZ) ? at::empty({G.D, (flags & kFoldedAcov) ? 2 : 1, G.M2, G.n}, f64)
                                     : at::empty({0}, f64);
+  const auto tz = std::chrono::steady_clock::now();
   // z of the integer ranks 1..S, shared by all columns
   std::vector<double> ztab(G.S);
   {
@@ -734,6 +742,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   }
   double* zo = zout.numel() ? zout.data_ptr<double>() : nullptr;
   const auto t0 = std::chrono::steady_clock::now();
+  const double ztab_s = std::chrono::duration<double>(t0 - tz).count();
   if (profiling())
     for (auto& p : g_phase_ns) p = 0;
   if (x.scalar_type() == at::kFloat)
@@ -744,8 +753,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
                                acov.data_ptr<double>(), nlag.data_ptr<int64_t>(), col.data_ptr<double>(), zo);
   if (profiling()) {
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::fprintf(stderr, "diag_rank_summary %lld x %lld x %lld: wall %.3f s; thread time per phase:", (long long)G.M,
-                 (long long)G.N, (long long)G.D, wall);
+    std::fprintf(stderr, "diag_rank_summary %lld x %lld x %lld: z table %.3f s, transpose %.3f s, columns %.3f s (wall); thread time per phase:", (long long)G.M,
+                 (long long)G.N, (long long)G.D, ztab_s, g_transpose_s, wall - g_transpose_s);
     for (int p = 0; p < kPhCount; ++p) std::fprintf(stderr, " %s %.3f s;", kPhaseNames[p], g_phase_ns[p] * 1e-9);
     std::fprintf(stderr, "\n");
   }
