@@ -481,17 +481,42 @@ void run_column(const typename T::Scalar* col, const Geometry& G, const double* 
   sc.acc.resize(G.L + kLagBlock);
   // 4. bulk ranks
   if (bulk || zst || outz) {
+    // Without bulk ESS or z output (R-hat alone) only the chain moments are needed:
+    // accumulated per chain instead of scattering the z-values (as for the folded ones).
+    const bool scatter = bulk || outz;
+    if (!scatter) std::fill(cm, cm + M2, 0.0), std::fill(cv, cv + M2, 0.0);
+    bool single = false;
     for (int64_t j = 0; j < S;) {
       const auto k = T::key(a[j]);
       int64_t e = j + 1;
       while (e < S && T::key(a[e]) == k) ++e;
       const double zz = zavg(j, e - 1);
-      for (int64_t i = j; i < e; ++i) z[lin(T::pay(a[i]))] = zz;
+      if (scatter) {
+        for (int64_t i = j; i < e; ++i) z[lin(T::pay(a[i]))] = zz;
+      } else {
+        for (int64_t i = j; i < e; ++i) {
+          const uint32_t c = T::pay(a[i]) >> G.pb;
+          cm[c] += zz;
+          cv[c] += zz * zz;
+        }
+      }
+      single = (j == 0 && e == S);
       j = e;
     }
     if (outz) std::memcpy(zout + d * (folded ? 2 : 1) * S, z, S * sizeof(double));
     clk.tick(kPhBulkWalk);
-    centre_chains(z, M2, n, cm, cv);
+    if (scatter) {
+      centre_chains(z, M2, n, cm, cv);
+    } else if (single) {  // a constant entry: every z is the same value, exactly
+      std::fill(cm, cm + M2, zavg(0, S - 1));
+      std::fill(cv, cv + M2, 0.0);
+    } else {
+      for (int64_t c = 0; c < M2; ++c) {
+        const double mu = cm[c] / n;
+        cv[c] = std::max(0.0, (cv[c] - cm[c] * mu) / (n - 1));
+        cm[c] = mu;
+      }
+    }
     if (bulk) nl[0] = z_series_acov(z, M2, n, cm, G.lz, ac, sc.acc.data());
     clk.tick(kPhBulkLags);
   }
