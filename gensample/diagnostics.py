@@ -415,6 +415,7 @@ def _ess_core(y, relative=False, return_tau=False):
     fft = lambda rows: _mean_acov_fft(y[rows])  # noqa: E731
     if _ext_ok(y):
         acov, nlag = torch.ops.gensample.diag_mean_acov(y.contiguous(), _DIRECT_LAGS)
+        acov = acov[:, :max(2, int(nlag.max()))]  # NaN past the lags computed
         tau, trunc = _geyer_tau(_combined_rho(acov, chain_mean, n), n, nlags=nlag)
         tau = _refine(tau, trunc, chain_mean, n, fft)
     elif n > 2 * B:
@@ -495,7 +496,7 @@ class _Ranked:
 
     def ess(self, s, relative=False, return_tau=False):
         n, cm = self.n, self.cm[:, s]
-        lags = self.acov[:, s]
+        lags = self.acov[:, s, :max(2, int(self.nlag[:, s].max()))]  # NaN past the lags computed
         tau, trunc = _geyer_tau(_combined_rho(lags, cm, n), n, nlags=self.nlag[:, s])
         tau = _refine(tau, trunc, cm, n, lambda rows: _mean_acov_fft(self._series(s, rows)))
         return _finish_ess(tau, self.S, self.const(s), relative, return_tau)

@@ -682,18 +682,26 @@ void transpose_rows(const S* x, int64_t R, int64_t D, S* out) {
   });
 }
 
+// Per-thread scratch kept across calls (a few buffers of the column size): fresh ones
+// would pay their first-touch page faults in every call.
+template <class Sc>
+Sc& thread_scratch() {
+  static thread_local Sc sc;
+  return sc;
+}
+
 template <class F, class Sc>
 void parallel_columns(int64_t ncols, const F& f) {
   if (ncols <= 0) return;
   const int64_t nw = std::min<int64_t>(at::get_num_threads(), ncols);
   if (nw <= 1 || at::in_parallel_region()) {
-    Sc sc;
+    Sc& sc = thread_scratch<Sc>();
     for (int64_t t = 0; t < ncols; ++t) f(t, sc);
     return;
   }
   std::atomic<int64_t> next{0};
   at::parallel_for(0, nw, 1, [&](int64_t w0, int64_t w1) {
-    Sc sc;
+    Sc& sc = thread_scratch<Sc>();
     for (int64_t w = w0; w < w1; ++w)
       for (int64_t t = next.fetch_add(1); t < ncols; t = next.fetch_add(1)) f(t, sc);
   });
