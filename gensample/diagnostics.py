@@ -511,7 +511,7 @@ def _fake_rank_summary(x, p0, p1, flags, max_lag_z, max_lag_ind):
     L = max(min(max_lag_z + 1, n), min(max_lag_ind + 1, n))
     e = lambda *s: x.new_empty(s, dtype=_F64)  # noqa: E731
     z = e(D, 2 if flags & _F_FOLDED else 1, 2 * M, n) if flags & _F_OUTZ else e(0)
-    return e(D, 4, 2 * M), e(D, 2, 2 * M), e(D, 4, L), x.new_empty((D, 4), dtype=torch.int64), e(D, 8), z
+    return e(D, 4, 2 * M), e(D, 2, 2 * M), e(D, 4, L), x.new_empty((D, 4), dtype=torch.int64), e(D, 10), z
 
 
 def _fake_mean_acov(y, max_lag):

@@ -401,3 +401,17 @@ def test_bad_input_errors(route):
         sa.update(good[:, 0, :2])
     with pytest.raises(ValueError, match="max_lag must be an int >= 1"):
         gd.StreamingAutocovariance(max_lag=0)
+
+
+@pytest.mark.skipif(not HAS_EXT, reason="gensample._C without the diagnostics kernels")
+def test_kernel_ops_opcheck():
+    """Schemas, fake (meta) implementations and autograd registration of the two kernels
+    agree with what they return (the AOT-dispatch checks are left out: the outputs hold NaN
+    past the lags computed, which those checks compare as unequal)."""
+    utils = ("test_schema", "test_autograd_registration", "test_faketensor")
+    x = torch.randn(3, 41, 2, generator=_gen(81))
+    torch.library.opcheck(torch.ops.gensample.diag_rank_summary, (x, 0.05, 0.95, 1 | 2 | 4 | 8 | 16 | 32 | 64, 16, 32),
+                          test_utils=utils)
+    torch.library.opcheck(torch.ops.gensample.diag_rank_summary, (x.double(), 0.3, 0.7, 4 | 8, 4, 4), test_utils=utils)
+    y = torch.randn(2, 3, 50, generator=_gen(82), dtype=F64)
+    torch.library.opcheck(torch.ops.gensample.diag_mean_acov, (y, 10), test_utils=utils)
