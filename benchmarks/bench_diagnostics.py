@@ -24,6 +24,8 @@ Competitors, each timed ``--repeats`` times after ``--warmup`` untimed calls (me
                             Python; ``--arviz-dims N`` times it on the first N dims only and the
                             table also shows that time scaled to all dims (linear in dims).
 The issue's floor: (64 chains, 10,000 draws, 100 dims) in under 1 s on the dev machine.
+On CPU with the extension built, gensample runs its C++ kernels (csrc/cpu/diagnostics_cpu.cpp);
+GENSAMPLE_DIAG_PROFILE=1 prints the kernel's per-phase times to stderr.
 
 --json auto writes benchmarks/results/diagnostics-<device>-<model-slug>.json. The table is
 printed to stdout, progress to stderr.
