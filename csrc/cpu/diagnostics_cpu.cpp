@@ -472,7 +472,7 @@ void run_column(const typename T::Scalar* col, const Geometry& G, const double* 
   clk.tick(kPhMoments);
   const bool bulk = G.flags & kBulkAcov, folded = G.flags & kFoldedAcov, zst = G.flags & kZStats;
   const bool outz = G.flags & kOutZ;
-  sc.z.resize(S);
+  sc.z.resize(S + 4);
   double* z = sc.z.data();
   double* cm = cmean + d * 4 * M2;
   double* cv = cvar + d * 2 * M2;
@@ -533,8 +533,14 @@ void run_column(const typename T::Scalar* col, const Geometry& G, const double* 
     }) - a;
     const int64_t nlo = k, nhi = S - k;
     const double inf = std::numeric_limits<double>::infinity();
-    sc.f.resize(S + 4);
-    double* flo = sc.f.data() + 1;  // flo[-1] = -inf, flo[0..nlo) ascending, flo[nlo] = +inf
+    // |s - median| of both runs; in z's memory when the folded z need not be scattered
+    // (z is free once the bulk lags are done): a smaller working set per thread.
+    double* fbuf = z;
+    if (folded || outz) {
+      sc.f.resize(S + 4);
+      fbuf = sc.f.data();
+    }
+    double* flo = fbuf + 1;  // flo[-1] = -inf, flo[0..nlo) ascending, flo[nlo] = +inf
     double* fhi = flo + nlo + 2;    // the same for the upper run
     flo[-1] = fhi[-1] = -inf;
     flo[nlo] = fhi[nhi] = inf;
