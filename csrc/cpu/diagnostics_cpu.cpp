@@ -374,7 +374,14 @@ typename T::Item* radix_sort(typename T::Item* a, typename T::Item* b, int64_t n
       off[d] = s;
       s += h[d];
     }
-    for (int64_t i = 0; i < n; ++i) {
+    constexpr int64_t kAhead = 16;  // prefetch the destination a few items ahead (random stores miss)
+    const int64_t nn = n > kAhead ? n - kAhead : 0;
+    for (int64_t i = 0; i < nn; ++i) {
+      __builtin_prefetch(b + off[T::digit(a[i + kAhead], p)], 1);
+      const Item it = a[i];
+      b[off[T::digit(it, p)]++] = it;
+    }
+    for (int64_t i = nn; i < n; ++i) {
       const Item it = a[i];
       b[off[T::digit(it, p)]++] = it;
     }
@@ -492,7 +499,10 @@ void run_column(const typename T::Scalar* col, const Geometry& G, const double* 
       while (e < S && T::key(a[e]) == k) ++e;
       const double zz = zavg(j, e - 1);
       if (scatter) {
-        for (int64_t i = j; i < e; ++i) z[lin(T::pay(a[i]))] = zz;
+        for (int64_t i = j; i < e; ++i) {
+          __builtin_prefetch(z + lin(T::pay(a[std::min(i + 16, S - 1)])), 1);
+          z[lin(T::pay(a[i]))] = zz;
+        }
       } else {
         for (int64_t i = j; i < e; ++i) {
           const uint32_t c = T::pay(a[i]) >> G.pb;
