@@ -14,12 +14,18 @@ Competitors, each timed ``--repeats`` times after ``--warmup`` untimed calls (me
                             rank R-hat (+ mean, sd) sharing one sort of the draws
   * gensample 3 calls:      ess(x, "bulk"), ess(x, "tail"), rhat(x) called separately
   * gensample bulk / tail / rhat alone (one repeat each: where the time goes)
+  * gensample summary, torch route: the same call with gensample.diagnostics.USE_EXTENSION
+                            = False, i.e. the pure-torch implementation (torch.sort ranks,
+                            GEMM/FFT lags) that other devices run and that CPU ran before
+                            the C++ kernels (one repeat; --no-torch-route skips it)
   * arviz_stats:            arviz_stats.base.array_stats.ess(method="bulk"), ess(method="tail",
                             prob=0.05), rhat(method="rank") on the float64 numpy copy laid out
                             (dims, chains, draws) (conversion not timed). ArviZ loops over dims in
                             Python; ``--arviz-dims N`` times it on the first N dims only and the
                             table also shows that time scaled to all dims (linear in dims).
 The issue's floor: (64 chains, 10,000 draws, 100 dims) in under 1 s on the dev machine.
+On CPU with the extension built, gensample runs its C++ kernels (csrc/cpu/diagnostics_cpu.cpp);
+GENSAMPLE_DIAG_PROFILE=1 prints the kernel's per-phase times to stderr.
 
 --json auto writes benchmarks/results/diagnostics-<device>-<model-slug>.json. The table is
 printed to stdout, progress to stderr.
@@ -49,6 +55,7 @@ def parse_args(argv=None):
     ap.add_argument("--arviz-dims", type=int, default=None,
                     help="time arviz_stats on the first N dims only (default: all; scaled to all in the table)")
     ap.add_argument("--no-arviz", action="store_true", help="skip arviz_stats")
+    ap.add_argument("--no-torch-route", action="store_true", help="skip the pure-torch route (slow on CPU)")
     ap.add_argument("--quick", action="store_true", help="small shape, 2 repeats (smoke test)")
     ap.add_argument("--json", default=None,
                     help="write results here; 'auto' = benchmarks/results/diagnostics-<device>-<model>.json")
@@ -120,6 +127,20 @@ def main():
         ("gensample ess tail alone", lambda: gd.ess(x, "tail"), 1),
         ("gensample rhat (rank) alone", lambda: gd.rhat(x), 1),
     ]
+    def torch_route(fn):
+        def run():
+            gd.USE_EXTENSION = False
+            try:
+                return fn()
+            finally:
+                gd.USE_EXTENSION = True
+        return run
+
+    if not args.no_torch_route:
+        comps.append(("gensample summary, torch route (torch.sort; the pre-kernel implementation)",
+                      torch_route(lambda: gd.summary(x)), 1))
+    rec["route"] = "C++ kernels (diag_rank_summary)" if gd._ext_ok(x) else "torch"
+    log(f"route: {rec['route']}")
     small = x[:, : min(N, 256), : min(D, 2)]
     gd.summary(small), gd.ess(small, "tail"), gd.rhat(small)  # first-use costs (MKL, FFT plans), untimed
     for name, fn, reps in comps:

@@ -1,9 +1,23 @@
 """MCMC diagnostics on torch tensors: autocorrelation, ESS, R-hat, streaming accumulators.
 
-Everything here is pure PyTorch, runs on any device, computes in float64 and takes draws
-laid out as ``(chains, draws, *event)``; every event entry is diagnosed independently and
-all of them at once (vectorized, no Python loop over entries). Results have shape
+Draws are laid out as ``(chains, draws, *event)``; every event entry is diagnosed
+independently and all of them at once (no Python loop over entries). Results have shape
 ``event`` (a 0-dim tensor for scalar chains), dtype float64, on the input's device.
+
+Two routes compute the same numbers (tested against each other and against ArviZ):
+
+* CPU tensors with the extension built: the C++ kernels ``gensample::diag_rank_summary``
+  and ``gensample::diag_mean_acov`` (csrc/cpu/diagnostics_cpu.cpp), parallel over event
+  entries: one LSD radix sort per entry (float32 or float64 keys, with positions), ranks
+  and average ranks for ties from one walk over the sorted draws, the folded ranks from a
+  merge of the two sorted runs of ``|x - median|`` (no second sort), the quantile
+  indicators as bitsets with popcount autocovariances (exact), and the real-valued series'
+  autocovariances summed directly only up to the lag where Geyer's sequence stops (rows
+  that need more lags than ``_DIRECT_LAGS`` take the FFT). All in float64.
+* anything else (other devices, no extension, ``USE_EXTENSION = False``): pure PyTorch,
+  device-agnostic: ``torch.sort`` for the ranks (shared by the bulk ranks, the median,
+  the folded ranks' cheap stable re-sort and the tail quantiles), GEMMs for the first
+  lags and the FFT for the rest, float64.
 
 The batch functions follow Vehtari, Gelman, Simpson, Carpenter & Burkner (2021),
 "Rank-normalization, folding, and localization: an improved R-hat for assessing
@@ -33,6 +47,8 @@ import math
 from collections.abc import Sequence
 
 import torch
+
+from . import _ext
 
 __all__ = [
     "autocovariance",
@@ -99,7 +115,15 @@ def _check_chains(x, name="x", *, min_draws=MIN_DRAWS, min_chains=1, what="this 
     if draws < min_draws:
         raise ValueError(f"{what} needs at least {min_draws} draws per chain, got {name} with {draws} "
                          f"(shape {tuple(x.shape)}, dims are (chains, draws, *event))")
-    if check_finite and x.numel():
+    if check_finite:
+        _check_finite(x, name)
+    return x
+
+
+def _check_finite(x, name="x"):
+    """Raise a ValueError naming the counts of NaN/Inf draws and the chains they are in."""
+    chains = x.shape[0]
+    if x.numel():
         bad = ~torch.isfinite(x)
         n_bad = int(bad.sum())
         if n_bad:
@@ -107,7 +131,6 @@ def _check_chains(x, name="x", *, min_draws=MIN_DRAWS, min_chains=1, what="this 
             bad_chains = int(bad.reshape(chains, -1).any(1).sum())
             raise ValueError(f"{name} contains {n_bad} non-finite entries ({n_nan} NaN, {n_bad - n_nan} Inf) "
                              f"in {bad_chains} of {chains} chains; diagnostics need finite draws")
-    return x
 
 
 def _columns(x):
@@ -270,7 +293,7 @@ def _acov_last(y, mean_over=None):
     return torch.fft.irfft(p, n=m, dim=-1)[..., :n] / n
 
 
-def _geyer_tau(rho, n):
+def _geyer_tau(rho, n, nlags=None):
     """Geyer's initial monotone sequence estimate of the integrated autocorrelation time.
 
     ``rho``: (..., L) combined autocorrelations at lags 0..L-1 (L <= n; rho_0 is taken as 1),
@@ -278,7 +301,9 @@ def _geyer_tau(rho, n):
     pairs ``P_0 = 1 + rho_1``, ``P_k = rho_2k + rho_2k+1``; K = first k with ``P_k <= 0`` or
     ``2k + 1 >= n - 3``; ``tau = -1 + 2 sum_{k<K} min_{j<=k} P_j + e`` where ``e = 1`` if K = 0,
     else ``rho_2K`` if ``P_K >= 0`` or ``rho_2K > 0``, else 0. Returns (tau, truncated):
-    ``truncated`` is True where the available lags ran out before the sequence stopped.
+    ``truncated`` is True where the available lags ran out before the sequence stopped;
+    ``nlags`` (per row, optional): lags actually known (``rho`` is NaN past them), fewer
+    than ``n`` where a row's lags stopped early.
     """
     L = rho.shape[-1]
     jmax = max(0, -(-(n - 4) // 2))  # ceil((n-4)/2): the loop's last pair
@@ -300,6 +325,8 @@ def _geyer_tau(rho, n):
     e = torch.where(K == 0, torch.ones_like(e), e)
     e = torch.where(truncated, torch.zeros_like(e), e)
     tau = -1.0 + 2.0 * s + e
+    if nlags is not None:  # the stopping pair must lie inside the lags that were computed
+        truncated = truncated | ((2 * K + 1 >= nlags) & (nlags < n))
     bad = torch.isnan(r[..., 1]) | torch.isnan(even)
     return torch.where(bad, torch.full_like(tau, float("nan")), tau), truncated
 
@@ -352,44 +379,167 @@ def _mean_acov_fft(y):
     return torch.cat([_acov_last(y[i:i + step], mean_over=-2) for i in range(0, D, step)])
 
 
-def _ess_core(y, relative=False, return_tau=False):
-    """ArviZ's ``_ess`` on rows: y (D, M, n) float64 -> ESS (D,) (or tau (D,)).
-
-    The autocovariances at the first ``_SHORT_LAGS`` lags come from GEMMs; only the rows whose
-    Geyer sequence has not stopped by then get every lag from the FFT (the result is the same
-    either way: the estimator reads no lag past the one where the sequence stops)."""
-    D, M, n = y.shape
-    S = M * n
-    if D == 0:
-        return y.new_zeros(0)
-    chain_mean = y.mean(-1)
-    B = _SHORT_LAGS
-    if n > 2 * B:
-        acov = _mean_acov_short(y, chain_mean, B)
-        tau, trunc = _geyer_tau(_combined_rho(acov, chain_mean, n), n)
-        rows = trunc.nonzero().squeeze(1)
-        if rows.numel():
-            acov = _mean_acov_fft(y[rows])
-            t2, _ = _geyer_tau(_combined_rho(acov, chain_mean[rows], n), n)
-            tau = tau.index_put((rows,), t2)
-    else:
-        tau, _ = _geyer_tau(_combined_rho(_mean_acov_fft(y), chain_mean, n), n)
-    tau = torch.clamp(tau, min=1.0 / math.log10(S))  # ESS <= S log10(S)
-    const = (y.amax((-2, -1)) - y.amin((-2, -1))) < _RESOLUTION
+def _finish_ess(tau, S, const, relative, return_tau):
+    """Cap ``tau >= 1/log10(S)`` (``ESS <= S log10 S``); constant rows get ESS = S."""
+    tau = torch.clamp(tau, min=1.0 / math.log10(S))
     if return_tau:
         return torch.where(const, torch.ones_like(tau), tau)
     out = (1.0 if relative else float(S)) / tau
     return torch.where(const, torch.full_like(out, 1.0 if relative else float(S)), out)
 
 
-def _rhat_core(y):
-    """Gelman-Rubin R-hat on rows: y (D, M, n) -> (D,)."""
-    n = y.shape[-1]
+def _refine(tau, trunc, chain_mean, n, acov_rows):
+    """Rows whose Geyer sequence ran past the lags computed: every lag by FFT
+    (``acov_rows(rows)`` -> their (rows, chains, n) series' mean autocovariance)."""
+    rows = trunc.nonzero().squeeze(1)
+    if rows.numel():
+        t2, _ = _geyer_tau(_combined_rho(acov_rows(rows), chain_mean[rows], n), n)
+        tau = tau.index_put((rows,), t2)
+    return tau
+
+
+def _ess_core(y, relative=False, return_tau=False):
+    """ArviZ's ``_ess`` on rows: y (D, M, n) float64 -> ESS (D,) (or tau (D,)).
+
+    CPU with the extension: the lags come from ``diag_mean_acov`` (direct sums, per row
+    only until Geyer's sequence stops). Otherwise the autocovariances at the first
+    ``_SHORT_LAGS`` lags come from GEMMs. Either way, only the rows whose sequence has not
+    stopped by then get every lag from the FFT (the result is the same: the estimator
+    reads no lag past the one where the sequence stops)."""
+    D, M, n = y.shape
+    S = M * n
+    if D == 0:
+        return y.new_zeros(0)
     chain_mean = y.mean(-1)
-    chain_var = y.var(-1, correction=1)
+    B = _SHORT_LAGS
+    fft = lambda rows: _mean_acov_fft(y[rows])  # noqa: E731
+    if _ext_ok(y):
+        acov, nlag = torch.ops.gensample.diag_mean_acov(y.contiguous(), _DIRECT_LAGS)
+        acov = acov[:, :max(2, int(nlag.max()))]  # NaN past the lags computed
+        tau, trunc = _geyer_tau(_combined_rho(acov, chain_mean, n), n, nlags=nlag)
+        tau = _refine(tau, trunc, chain_mean, n, fft)
+    elif n > 2 * B:
+        acov = _mean_acov_short(y, chain_mean, B)
+        tau, trunc = _geyer_tau(_combined_rho(acov, chain_mean, n), n)
+        tau = _refine(tau, trunc, chain_mean, n, fft)
+    else:
+        tau, _ = _geyer_tau(_combined_rho(_mean_acov_fft(y), chain_mean, n), n)
+    const = (y.amax((-2, -1)) - y.amin((-2, -1))) < _RESOLUTION
+    return _finish_ess(tau, S, const, relative, return_tau)
+
+
+def _rhat_from_stats(chain_mean, chain_var, n):
+    """Gelman-Rubin R-hat from split-chain means and variances (ddof 1), rows (D, M)."""
     between = n * chain_mean.var(-1, correction=1)
     within = chain_var.mean(-1)
     return torch.sqrt((between / within + n - 1) / n)
+
+
+# ---------------------------------------------------------------------------
+# the C++ route (CPU, extension built): gensample::diag_rank_summary
+# ---------------------------------------------------------------------------
+
+#: Use the extension's kernels for CPU tensors when it is built (set False to force the
+#: pure-torch path, e.g. to compare the two).
+USE_EXTENSION = True
+_DIRECT_LAGS = 256  # most lags summed directly for real-valued series (then the FFT)
+_DIRECT_LAGS_IND = 1024  # the same for quantile indicators (popcounts: cheap per lag)
+_F_BULK, _F_FOLDED, _F_ZSTATS, _F_IND0, _F_IND1, _F_MOMENTS, _F_OUTZ = 1, 2, 4, 8, 16, 32, 64
+
+
+def _ext_ok(t):
+    return (USE_EXTENSION and t.device.type == "cpu" and _ext.loaded()
+            and hasattr(torch.ops.gensample, "diag_rank_summary"))
+
+
+def _ext_fits(chains, draws):
+    """Positions of one column must fit the kernel's 31-bit payloads."""
+    n = draws // 2
+    pb = max(n - 1, chains - 1).bit_length()
+    return pb + (2 * chains).bit_length() <= 31 and chains * draws < (1 << 32)
+
+
+class _Ranked:
+    """One call of ``diag_rank_summary`` on x (chains, draws, *event): per event entry one
+    radix sort, then the rank-normalized (bulk, folded) split chains' moments and
+    autocovariances and the quantile indicators' autocovariances (series 0 bulk z,
+    1 folded z, 2 I(x <= q(p0)), 3 I(x <= q(p1)))."""
+
+    def __init__(self, x, flags, p0=0.0, p1=0.0):
+        C, N = x.shape[0], x.shape[1]
+        xe = x.reshape(C, N, -1)
+        if xe.dtype not in (torch.float32, torch.float64):
+            xe = xe.float()  # float16/bfloat16 are exact in float32
+        self.xe = xe.contiguous()
+        self.n, self.M2 = N // 2, 2 * C
+        self.S = self.n * self.M2
+        self.cm, self.cv, self.acov, self.nlag, self.col, _ = torch.ops.gensample.diag_rank_summary(
+            self.xe, float(p0), float(p1), int(flags), _DIRECT_LAGS, _DIRECT_LAGS_IND)
+
+    def _series(self, s, rows):
+        """Full split series s of the given rows (the FFT fallback)."""
+        xr = self.xe[:, :, rows].contiguous()
+        if s < 2:
+            z = torch.ops.gensample.diag_rank_summary(xr, 0.0, 0.0, _F_OUTZ | (_F_FOLDED if s else 0), 1, 1)[5]
+            return z[:, s]
+        q = self.col[rows, 1 + s]
+        y = xr.permute(2, 0, 1).to(_F64)
+        return _split((y <= q[:, None, None]).to(_F64))
+
+    def const(self, s):
+        if s == 0:
+            return self.col[:, 5] == self.col[:, 6]
+        if s == 1:
+            return self.col[:, 7] == 1.0
+        cm = self.cm[:, s]
+        return (cm == 0).all(-1) | (cm == 1).all(-1)
+
+    def ess(self, s, relative=False, return_tau=False):
+        n, cm = self.n, self.cm[:, s]
+        lags = self.acov[:, s, :max(2, int(self.nlag[:, s].max()))]  # NaN past the lags computed
+        tau, trunc = _geyer_tau(_combined_rho(lags, cm, n), n, nlags=self.nlag[:, s])
+        tau = _refine(tau, trunc, cm, n, lambda rows: _mean_acov_fft(self._series(s, rows)))
+        return _finish_ess(tau, self.S, self.const(s), relative, return_tau)
+
+    def rhat(self, s):
+        return _rhat_from_stats(self.cm[:, s], self.cv[:, s], self.n)
+
+
+def _fake_rank_summary(x, p0, p1, flags, max_lag_z, max_lag_ind):
+    M, N, D = x.shape
+    n = N // 2
+    L = max(min(max_lag_z + 1, n), min(max_lag_ind + 1, n))
+    e = lambda *s: x.new_empty(s, dtype=_F64)  # noqa: E731
+    z = e(D, 2 if flags & _F_FOLDED else 1, 2 * M, n) if flags & _F_OUTZ else e(0)
+    return e(D, 4, 2 * M), e(D, 2, 2 * M), e(D, 4, L), x.new_empty((D, 4), dtype=torch.int64), e(D, 10), z
+
+
+def _fake_mean_acov(y, max_lag):
+    D, _, n = y.shape
+    return y.new_empty((D, min(max_lag + 1, n))), y.new_empty((D,), dtype=torch.int64)
+
+
+if _ext.loaded() and hasattr(torch.ops.gensample, "diag_rank_summary"):
+    torch.library.register_fake("gensample::diag_rank_summary")(_fake_rank_summary)
+    torch.library.register_fake("gensample::diag_mean_acov")(_fake_mean_acov)
+
+
+def _ranked(x, flags, p0=0.0, p1=0.0):
+    """A ``_Ranked`` when the C++ route applies to x, else None. x was checked with
+    ``check_finite=False``: the kernel counts non-finite draws while it reads them (no
+    extra pass); on the torch route the check runs here."""
+    if _ext_ok(x) and _ext_fits(x.shape[0], x.shape[1]) and x[0, 0].numel() > 0:
+        r = _Ranked(x, flags, p0, p1)
+        if bool(r.col[:, 8:10].any()):
+            _check_finite(x)  # raises, naming the counts
+        return r
+    _check_finite(x)
+    return None
+
+
+def _rhat_core(y):
+    """Gelman-Rubin R-hat on rows: y (D, M, n) -> (D,)."""
+    return _rhat_from_stats(y.mean(-1), y.var(-1, correction=1), y.shape[-1])
 
 
 # ---------------------------------------------------------------------------
@@ -434,6 +584,29 @@ def autocorrelation(x, dim=1):
     a = autocovariance(x, dim)
     d = dim % x.dim()
     return a / a.narrow(d, 0, 1)
+
+
+_RANK_ESS = ("bulk", "z_scale", "folded", "quantile", "median", "tail")
+
+
+def _ess_ranked(x, method, prob, relative, return_tau=False):
+    """The rank-based ESS methods through the C++ kernel; None where it does not apply."""
+    if method in ("bulk", "z_scale"):
+        r = _ranked(x, _F_BULK)
+        return None if r is None else r.ess(0, relative, return_tau)
+    if method == "folded":
+        r = _ranked(x, _F_FOLDED)
+        return None if r is None else r.ess(1, relative, return_tau)
+    if method in ("quantile", "median"):
+        r = _ranked(x, _F_IND0, 0.5 if method == "median" else prob)
+        return None if r is None else r.ess(2, relative, return_tau)
+    if method == "tail":
+        r = _ranked(x, _F_IND0 | _F_IND1, prob[0], prob[1])
+        if r is None:
+            return None
+        e = torch.stack((r.ess(2, relative, return_tau), r.ess(3, relative, return_tau)), -1)
+        return e.amax(-1) if return_tau else e.amin(-1)
+    return None
 
 
 def _ess_rows(y, method, prob, relative, return_tau=False):
@@ -515,7 +688,10 @@ def ess(x, method="bulk", *, prob=None, relative=False):
             raise ValueError(f"prob must lie in [0, 1], got {prob}")
     elif method == "tail":
         prob = _tail_prob(prob)
-    x = _check_chains(x, what=f"ess(method={method!r})")
+    x = _check_chains(x, what=f"ess(method={method!r})", check_finite=method not in _RANK_ESS)
+    e = _ess_ranked(x, method, prob, relative)
+    if e is not None:
+        return _out(e, tuple(x.shape[2:]))
     y, event = _columns(x)
     if y.shape[0] == 0:
         return y.new_empty(event)
@@ -537,7 +713,10 @@ def integrated_autocorr_time(x, method="mean", *, prob=None):
         if prob is None:
             raise ValueError("integrated_autocorr_time(method='quantile') needs prob")
         prob = float(prob)
-    x = _check_chains(x, what="integrated_autocorr_time")
+    x = _check_chains(x, what="integrated_autocorr_time", check_finite=method not in _RANK_ESS)
+    t = _ess_ranked(x, method, prob, False, return_tau=True)
+    if t is not None:
+        return _out(t, tuple(x.shape[2:]))
     y, event = _columns(x)
     if y.shape[0] == 0:
         return y.new_empty(event)
@@ -555,7 +734,14 @@ def rhat(x, method="rank"):
     and 4 draws per chain. Values above 1.01 signal chains that have not mixed.
     """
     method = _check_method(method, RHAT_METHODS, "rhat")
-    x = _check_chains(x, min_chains=2, what=f"rhat(method={method!r})")
+    ranks = method in ("rank", "z_scale", "folded")
+    x = _check_chains(x, min_chains=2, what=f"rhat(method={method!r})", check_finite=not ranks)
+    if ranks:
+        r = _ranked(x, _F_ZSTATS)
+        if r is not None:
+            v = {"z_scale": lambda: r.rhat(0), "folded": lambda: r.rhat(1),
+                 "rank": lambda: torch.maximum(r.rhat(0), r.rhat(1))}[method]()
+            return _out(v, tuple(x.shape[2:]))
     y, event = _columns(x)
     if y.shape[0] == 0:
         return y.new_empty(event)
@@ -607,7 +793,17 @@ def summary(x, *, prob=0.05):
     median, the folded ranks (a cheap stable re-sort) and the tail quantiles.
     """
     lo, hi = _tail_prob(prob)
-    x = _check_chains(x, what="summary")
+    x = _check_chains(x, what="summary", check_finite=False)
+    r = _ranked(x, _F_BULK | _F_ZSTATS | _F_IND0 | _F_IND1 | _F_MOMENTS, lo, hi)
+    if r is not None:
+        event = tuple(x.shape[2:])
+        out = {"mean": r.col[:, 0], "sd": r.col[:, 1], "ess_bulk": r.ess(0),
+               "ess_tail": torch.minimum(r.ess(2), r.ess(3))}
+        if x.shape[0] >= 2:
+            out["rhat"] = torch.maximum(r.rhat(0), r.rhat(1))
+        else:
+            out["rhat"] = torch.full_like(out["mean"], float("nan"))
+        return {k: _out(v, event) for k, v in out.items()}
     y, event = _columns(x)
     D, M, N = y.shape
     if D == 0:

@@ -10,8 +10,20 @@ import pytest
 import torch
 
 import gensample.diagnostics as gd
+from gensample import _ext
 
 F64 = torch.float64
+HAS_EXT = _ext.loaded() and hasattr(torch.ops.gensample, "diag_rank_summary")
+
+
+@pytest.fixture(params=["ext", "torch"])
+def route(request, monkeypatch):
+    """Run a test through the C++ kernels (diag_rank_summary, diag_mean_acov) and through
+    the pure-torch path (what other devices run)."""
+    if request.param == "ext" and not HAS_EXT:
+        pytest.skip("gensample._C without the diagnostics kernels")
+    monkeypatch.setattr(gd, "USE_EXTENSION", request.param == "ext")
+    return request.param
 
 
 def _gen(seed):
@@ -67,7 +79,7 @@ def _rel(a, b):
 
 
 @pytest.mark.parametrize("name", list(INPUTS))
-def test_ess_and_rhat_match_arviz(name):
+def test_ess_and_rhat_match_arviz(name, route):
     az = _az()
     x = INPUTS[name]
     xa = _to_az(x)
@@ -85,7 +97,79 @@ def test_ess_and_rhat_match_arviz(name):
     assert _rel(gd.ess(x, "bulk", relative=True).numpy(), az.ess(xa, method="bulk", relative=True)) < 1e-6
 
 
-def test_constant_entry_matches_arviz():
+def _tricky_inputs():
+    g = _gen(71)
+    out = dict(INPUTS)
+    out["odd_ties_f32"] = (torch.randn(3, 201, 4, generator=g) * 8).round()  # heavy ties, odd draws, float32
+    sym = torch.tensor([-1.0, 1.0], dtype=F64)[torch.randint(0, 2, (2, 40, 2), generator=g)]
+    sym[..., 1] = 7.0  # entry 0: |x - median| constant (folded z constant); entry 1: constant
+    out["symmetric_and_constant"] = sym
+    out["slow_ar1_0.995"] = ar1(4, 3000, (2,), 0.995, 72)  # Geyer runs past the direct lags: FFT fallback
+    out["stuck_chains"] = torch.randn(4, 500, 2, generator=g, dtype=F64) + 5.0 * torch.arange(4.0, dtype=F64)[:, None, None]
+    out["half"] = torch.randn(2, 64, 3, generator=g).half()
+    out["offset_f32"] = torch.randn(4, 300, 2, generator=g) + 1e4
+    out["one_chain"] = torch.randn(1, 101, 2, generator=g, dtype=F64)
+    out["small_ints"] = torch.randint(-3, 4, (3, 50, 3), generator=g).to(F64)  # folded ties across both runs
+    out["zeros_signed"] = torch.tensor([0.0, -0.0, 1.0, -1.0], dtype=F64)[torch.randint(0, 4, (2, 30), generator=g)]
+    return out
+
+
+TRICKY = _tricky_inputs()
+
+
+def _both_routes(monkeypatch, fn):
+    monkeypatch.setattr(gd, "USE_EXTENSION", True)
+    a = fn()
+    monkeypatch.setattr(gd, "USE_EXTENSION", False)
+    b = fn()
+    monkeypatch.setattr(gd, "USE_EXTENSION", True)
+    return a, b
+
+
+@pytest.mark.skipif(not HAS_EXT, reason="gensample._C without the diagnostics kernels")
+@pytest.mark.parametrize("name", list(TRICKY))
+def test_extension_equals_torch_path(name, monkeypatch):
+    """The C++ route (radix-sorted ranks, merged folded ranks, popcount indicator lags,
+    direct lags stopped with Geyer's sequence, FFT fallback) against the torch route
+    (torch.sort, FFT/GEMM lags) on ties, odd draws, +-0, constant and folded-constant
+    entries, float16/32/64, one chain, non-mixed and very slowly mixing chains."""
+    x = TRICKY[name]
+    calls = {f"ess_{m}": (lambda m=m: gd.ess(x, m)) for m in ("bulk", "tail", "folded", "median", "mean", "sd",
+                                                               "identity", "z_scale")}
+    calls["ess_quantile"] = lambda: gd.ess(x, "quantile", prob=0.3)
+    calls["ess_tail_rel"] = lambda: gd.ess(x, "tail", prob=(0.1, 0.8), relative=True)
+    calls["tau_bulk"] = lambda: gd.integrated_autocorr_time(x, "bulk")
+    calls["mcse"] = lambda: gd.mcse_mean(x)
+    if x.shape[0] >= 2:
+        calls.update({f"rhat_{m}": (lambda m=m: gd.rhat(x, m)) for m in gd.RHAT_METHODS})
+    for key in ("mean", "sd", "ess_bulk", "ess_tail", "rhat"):
+        calls[f"summary_{key}"] = lambda key=key: gd.summary(x)[key]
+    for k, fn in calls.items():
+        a, b = _both_routes(monkeypatch, fn)
+        assert a.shape == b.shape and a.dtype == b.dtype == F64, k
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=0, equal_nan=True, msg=lambda m: f"{name} {k}: {m}")
+
+
+@pytest.mark.skipif(not HAS_EXT, reason="gensample._C without the diagnostics kernels")
+def test_extension_fallback_rows_are_exercised(monkeypatch):
+    """Rows whose Geyer sequence outlives the direct lags take the FFT route (series
+    recomputed by the kernel with its z output, indicators in torch): with 8 direct lags
+    nearly every row does, and the results still equal the torch path."""
+    x = ar1(4, 600, (6,), 0.9, 73)
+    r = gd._Ranked(x, gd._F_BULK | gd._F_IND0, 0.3)
+    assert (r.nlag[:, 0] <= 96).all()  # default: the lags stop early (rho 0.9: Geyer stops by lag ~40)
+    monkeypatch.setattr(gd, "_DIRECT_LAGS", 8)
+    monkeypatch.setattr(gd, "_DIRECT_LAGS_IND", 8)
+    r = gd._Ranked(x, gd._F_BULK | gd._F_FOLDED | gd._F_IND0, 0.3)
+    for s in (0, 1, 2):
+        _, trunc = gd._geyer_tau(gd._combined_rho(r.acov[:, s], r.cm[:, s], r.n), r.n, nlags=r.nlag[:, s])
+        assert trunc.any(), s
+    for m, kw in (("bulk", {}), ("folded", {}), ("quantile", {"prob": 0.3}), ("mean", {})):
+        a, b = _both_routes(monkeypatch, lambda: gd.ess(x, m, **kw))
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=0)
+
+
+def test_constant_entry_matches_arviz(route):
     az = _az()
     x = torch.randn(3, 50, 2, generator=_gen(5), dtype=F64)
     x[..., 1] = 2.5  # a constant entry: ArviZ reports the full sample size
@@ -164,7 +248,7 @@ def test_rhat_flags_nonmixed_chains():
     assert gd.rhat(drift, "identity").max().item() < 1.01
 
 
-def test_summary_equals_the_individual_functions():
+def test_summary_equals_the_individual_functions(route):
     x = INPUTS["ar1_0.9"]
     s = gd.summary(x)
     torch.testing.assert_close(s["ess_bulk"], gd.ess(x, "bulk"))
@@ -178,7 +262,7 @@ def test_summary_equals_the_individual_functions():
     assert torch.isnan(s1["rhat"]).all() and torch.isfinite(s1["ess_bulk"]).all()
 
 
-def test_event_shapes_dtypes_and_chain_lists():
+def test_event_shapes_dtypes_and_chain_lists(route):
     x = torch.randn(3, 64, 2, 5, generator=_gen(3))  # float32, event (2, 5)
     e = gd.ess(x)
     assert e.shape == (2, 5) and e.dtype == F64
@@ -271,7 +355,7 @@ def test_streaming_updates_need_no_host_sync():
 # ---------------------------------------------------------------------------
 
 
-def test_bad_input_errors():
+def test_bad_input_errors(route):
     good = torch.randn(2, 10, 3, generator=_gen(61))
     with pytest.raises(ValueError, match="at least 4 draws per chain.*3"):
         gd.ess(good[:, :3])
@@ -317,3 +401,17 @@ def test_bad_input_errors():
         sa.update(good[:, 0, :2])
     with pytest.raises(ValueError, match="max_lag must be an int >= 1"):
         gd.StreamingAutocovariance(max_lag=0)
+
+
+@pytest.mark.skipif(not HAS_EXT, reason="gensample._C without the diagnostics kernels")
+def test_kernel_ops_opcheck():
+    """Schemas, fake (meta) implementations and autograd registration of the two kernels
+    agree with what they return (the AOT-dispatch checks are left out: the outputs hold NaN
+    past the lags computed, which those checks compare as unequal)."""
+    utils = ("test_schema", "test_autograd_registration", "test_faketensor")
+    x = torch.randn(3, 41, 2, generator=_gen(81))
+    torch.library.opcheck(torch.ops.gensample.diag_rank_summary, (x, 0.05, 0.95, 1 | 2 | 4 | 8 | 16 | 32 | 64, 16, 32),
+                          test_utils=utils)
+    torch.library.opcheck(torch.ops.gensample.diag_rank_summary, (x.double(), 0.3, 0.7, 4 | 8, 4, 4), test_utils=utils)
+    y = torch.randn(2, 3, 50, generator=_gen(82), dtype=F64)
+    torch.library.opcheck(torch.ops.gensample.diag_mean_acov, (y, 10), test_utils=utils)
