@@ -158,3 +158,41 @@ def rbm_train_textbook(model: TextbookRBM, data: torch.Tensor, *, epochs: int, b
         if callback is not None:
             callback(epoch, model)
     return model
+
+
+def rbm_parallel_tempering_textbook(v, weight, visible_bias, hidden_bias, betas, n_rounds: int, k: int = 1,
+                                    variant: str = "rand_compare", generator: torch.Generator | None = None):
+    """Textbook parallel tempering for a Bernoulli RBM, the way DsysDML/rbms structures it: a
+    Python loop over temperatures (``k`` eager Gibbs sweeps of each replica at its ``beta``,
+    which scales the whole energy), then swap attempts between every adjacent pair in turn,
+    exchanging the *states*.
+
+    ``v``: ``(R, C, n_visible)`` states (replica ``i`` at ``betas[i]``, any order of betas);
+    ``betas``: ``(R,)``. A swap of pair ``(i, i+1)`` is accepted with probability
+    ``min(1, exp(d))``, ``d = [f_i(x') + f_{i+1}(x)] - [f_i(x) + f_{i+1}(x')]``, with the
+    tempered visible log-density ``f_beta(v) = beta b.v + sum_j softplus(beta (c + vW)_j)``
+    (``h`` summed out at temperature ``beta``, so the move is exact). Returns ``(v, info)``:
+    the new ``(R, C, n_visible)`` states and ``{"swap_acceptance": (R-1,)}`` averaged over rounds.
+    """
+    import torch.nn.functional as F
+
+    R = len(betas)
+    chains = [v[i] for i in range(R)]
+    acc = torch.zeros(R - 1, dtype=torch.float64)
+
+    def f(x, beta):
+        return beta * (x @ visible_bias) + F.softplus(beta * F.linear(x, weight.t(), hidden_bias)).sum(-1)
+
+    for _ in range(n_rounds):
+        for i in range(R):
+            chains[i] = rbm_gibbs_textbook(chains[i], weight, visible_bias, hidden_bias, k, variant,
+                                           beta=float(betas[i]), generator=generator)[0]
+        for i in range(R - 1):
+            x, y = chains[i], chains[i + 1]
+            b0, b1 = float(betas[i]), float(betas[i + 1])
+            d = (f(y, b0) + f(x, b1)) - (f(x, b0) + f(y, b1))
+            u = torch.rand(d.shape, dtype=d.dtype, device=d.device, generator=generator)
+            swap = (u < torch.exp(d))[:, None]
+            chains[i], chains[i + 1] = torch.where(swap, y, x), torch.where(swap, x, y)
+            acc[i] += float(swap.to(torch.float64).mean())
+    return torch.stack(chains), {"swap_acceptance": acc / max(1, n_rounds)}
