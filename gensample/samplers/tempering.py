@@ -59,7 +59,8 @@ tractable base distribution); ``"adaptive"``: starts geometric and, during burn-
 for the pairs proposed in round ``t`` (:math:`\bar\alpha_k` = the mean over systems of
 :math:`\min(1, \alpha_k)`): a pair accepting more than the target widens its gap. The
 hottest temperature is free to move (it settles where ``R - 1`` gaps of acceptance
-:math:`\alpha^\star` end); :math:`\beta_0 = 1` stays. The ladder is frozen afterwards,
+:math:`\alpha^\star` end, but not below ``BETA_FLOOR`` = 1e-4, where the replica is
+essentially the base distribution); :math:`\beta_0 = 1` stays. The ladder is frozen afterwards,
 so sampling is exact again (adaptation breaks invariance while it runs).
 """
 from __future__ import annotations
@@ -90,6 +91,7 @@ __all__ = [
 _F32 = torch.float32
 _F64 = torch.float64
 _LADDERS = ("geometric", "linear", "adaptive")
+BETA_FLOOR = 1e-4  # the adaptive ladder's smallest inverse temperature (about the base distribution)
 
 
 class PTState(NamedTuple):
@@ -483,9 +485,11 @@ class ParallelTempering:
         gamma = self.adapt_rate * (self._adapt_t.to(_F64) + 1.0) ** -0.6
         rate = torch.exp(torch.clamp(info.log_alpha, max=0.0)).mean(1)
         step = torch.where(info.proposed, gamma * (rate - self.target_accept), torch.zeros_like(rate))
-        self._log_gaps = torch.clamp(self._log_gaps + step, min=-20.0, max=math.log(40.0))
+        # one gap spans at most the whole range [log BETA_FLOOR, 0]; betas stop at BETA_FLOOR
+        span = -math.log(BETA_FLOOR)
+        self._log_gaps = torch.clamp(self._log_gaps + step, min=math.log(span) - 20.0, max=math.log(span))
         lb = torch.cat([torch.zeros(1, dtype=_F64, device=rate.device), -torch.cumsum(torch.exp(self._log_gaps), 0)])
-        self._betas.copy_(torch.exp(lb).to(_F32))
+        self._betas.copy_(torch.exp(torch.clamp(lb, min=-span)).to(_F32))
         self._betas[0] = 1.0
         self._adapt_t += 1
 
