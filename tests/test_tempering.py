@@ -178,7 +178,7 @@ def test_every_replica_matches_its_exact_tempered_marginal():
     (cells with expected count < 5 pooled), 4 tests at family-wise rate 1e-4."""
     from scipy.stats import chi2
 
-    m = _random_rbm(6, 3, seed=5, scale=1.0)
+    m = _random_rbm(6, 3, seed=5, scale=2.0)
     base = torch.linspace(-1.0, 1.0, 6)
     R, C = 4, 1500
     pt = ParallelTempering(m, R, n_chains=C, ladder="linear", beta_min=0.0, visible_base=base, generator=_gen(6))
@@ -273,6 +273,50 @@ def test_swap_bookkeeping_is_a_permutation_of_adjacent_exchanges():
     # accept_prob (mean min(1, alpha)) and the empirical rate estimate the same thing
     for a, p in zip(d["swap_acceptance"], d["accept_prob"]):
         assert abs(a - p) < 0.15
+
+
+@pytest.mark.parametrize("gaussian", [False, True])
+def test_swap_is_the_metropolis_ratio_of_the_product_target(gaussian):
+    """Each round's ``log_alpha[k, c]`` is the replica-exchange log ratio of the product
+    target, recomputed here independently from the model's float64 tempered free energy
+    (Bernoulli: log p*_beta(v) = -beta F_beta(v); Gaussian: the quadratic plus
+    sum_j softplus(beta a_j)); and a proposed pair is accepted iff u < exp(log_alpha) with
+    ``u`` regenerated from the documented substream of the round's key."""
+    from gensample.ops import random_ops
+
+    m = _random_rbm(5, 3, seed=21, scale=1.5, gaussian=gaussian)
+    R, C = 5, 30
+    pt = ParallelTempering(m, R, n_chains=C, beta_min=0.05, swap_every=2, generator=_gen(22))
+    s = pt.init()
+    betas = pt.betas.to(F64)
+    n_acc = 0
+    for t in range(6):
+        prev = s
+        s, _ = pt.step(1)
+        from gensample.samplers.tempering import pt_round
+
+        _, info = pt_round(prev, pt.params())           # the same round again (pure function)
+        v = s.v.to(F64)
+        if gaussian:
+            W, b, c = (p.detach().to(F64) for p in (m.weight, m.visible_bias, m.hidden_bias))
+            sig = m.sigma.detach().to(F64)
+            a = c + (v / sig) @ W
+            logp = lambda beta: -(((v - b) / sig) ** 2).sum(-1) / 2 + torch.nn.functional.softplus(beta * a).sum(-1)
+        else:
+            logp = lambda beta: -beta * m._free_energy64(v, float(beta))
+        for k in range(R - 1):
+            x = prev.walker[k] * C + torch.arange(C)            # rows at beta_k during the round
+            y = prev.walker[k + 1] * C + torch.arange(C)
+            lo, hi = logp(betas[k]), logp(betas[k + 1])
+            expected = (hi[x] - lo[x]) + (lo[y] - hi[y])
+            # the sampler's a = c + xW is float32 (relative error ~1e-7 per term): 1e-4 is loose
+            assert float((info.log_alpha[k] - expected).abs().max()) < 1e-4 * (1 + float(expected.abs().max()))
+        u = random_ops.philox_uniform(prev.key + torch.tensor([0, (2 * 2 + 1) << 32]), (R - 1, C), backend="torch")
+        want = (u.to(F64) < torch.exp(info.log_alpha)) & info.proposed[:, None]
+        assert torch.equal(info.accepted, want)
+        assert info.proposed.tolist() == [k % 2 == t % 2 for k in range(R - 1)]
+        n_acc += int(want.sum())
+    assert n_acc > 0
 
 
 def test_round_trip_counter_on_a_scripted_path():
