@@ -386,3 +386,18 @@ def test_bad_input():
         m.log_likelihood(torch.zeros(3, 6, dtype=F64), log_z="ais")
     with pytest.raises(ValueError, match="pseudo_count"):
         E.base_rate_bias(torch.zeros(3, 6), pseudo_count=0)
+
+
+def test_textbook_reference_agrees():
+    # the eager reference (benchmark competitor) estimates the same log Z
+    from gensample.ops.tempered import base_log_partition
+    from gensample.reference import rbm_ais_textbook
+
+    m, exact, _, _ = _runs("bern-medium")
+    base = E.base_rate_bias(E.exact_samples(m, 500, generator=torch.Generator().manual_seed(30)))
+    W, b, c = (p.detach().float() for p in (m.weight, m.visible_bias, m.hidden_bias))
+    log_w, v = rbm_ais_textbook(W, b, c, E.ais_schedule(60), 2000, visible_base=base.float(),
+                                generator=torch.Generator().manual_seed(31))
+    assert log_w.dtype == F64 and v.shape == (2000, 16) and bool(((v == 0) | (v == 1)).all())
+    est = E.LogZEstimate.from_log_weights(log_w, base_log_partition(10, visible_base=base.float()))
+    assert abs(est.log_z - exact) <= z_bonferroni(1, RATE) * est.stderr + est.stderr**2 + 1e-4, (est, exact)
