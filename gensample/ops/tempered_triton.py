@@ -35,7 +35,8 @@ inverse temperatures of ``ais_rbm`` are read from ``betas`` on the device too.
 
 Two paths, as in ``gibbs_triton``:
 
-* Persistent (``gibbs_triton.persistent_fits``: padded ``W`` up to 64 x 128 values): one
+* Persistent (``gibbs_triton.persistent_fits``: padded ``W`` up to 64 x 128 values; for
+  AIS see :func:`ais_persistent_fits`): one
   program owns ``BLOCK_B`` chains, loads ``W``, the biases and ``v_0`` once and runs every
   half-step (and, for AIS, every annealing step with its float64 log-weight in
   registers) in a device-side loop; one launch per op call.
@@ -61,7 +62,7 @@ from .gibbs_triton import (_BLOCK_K, _BERN_TILE, _GAUSS_TILE, _check_f32, _check
                            fdiv, persistent_fits, sigmoid_f32)
 from .random_triton import fadd, fmul, fsub
 
-__all__ = ["tempered_sweeps_triton", "ais_rbm_triton", "softplus_f32"]
+__all__ = ["tempered_sweeps_triton", "ais_rbm_triton", "softplus_f32", "ais_persistent_fits"]
 
 _RN_INTRINSICS = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") != "1")
 
@@ -288,9 +289,36 @@ def _persistent_config(B: int, nv_p: int, nh_p: int) -> tuple[int, int]:
     return 16, (8 if nh_p >= nv_p else 16)
 
 
-def _tiles(gauss: bool, B: int, N: int, n_in: int) -> tuple[int, int, int, int]:
-    max_m, max_n, warps = _GAUSS_TILE if gauss else _BERN_TILE
+# Tiles (BLOCK_M, BLOCK_N, warps) of the looped path, from ptxas -v for sm_90 (no spills;
+# tests/test_tempered_triton.py compiles them): the tempered_sweeps half-steps use
+# gibbs_triton's tiles (hidden 64 x 64 on 8 warps: ~160 registers; Gaussian visible 32 x 32
+# on 4: ~195); AIS adds the float64 softplus sums: its hidden step takes 32 x 64 on 8 warps
+# (~195; 64 x 64 spills at 8 and 16 warps) and its Gaussian visible step 32 x 32 on 8
+# (~130; 4 warps spill).
+_AIS_HIDDEN_TILE = (32, 64, 8)
+_AIS_GAUSS_VISIBLE_TILE = (32, 32, 8)
+
+
+def _tiles(to_h: bool, gauss: bool, ais: bool, B: int, N: int, n_in: int) -> tuple[int, int, int, int]:
+    if ais and to_h:
+        max_m, max_n, warps = _AIS_HIDDEN_TILE
+    elif gauss and not to_h:
+        max_m, max_n, warps = _AIS_GAUSS_VISIBLE_TILE if ais else _GAUSS_TILE
+    else:
+        max_m, max_n, warps = _BERN_TILE
     return _dot_dim(B, max_m), _dot_dim(N, max_n), _dot_dim(n_in, _BLOCK_K), warps
+
+
+def ais_persistent_fits(n_visible: int, n_hidden: int, gauss: bool) -> bool:
+    """Does ais_rbm run as one persistent kernel? As tempered_sweeps (padded W up to
+    64 x 128 values), except Bernoulli visible units with more than 2048 padded weights and
+    n_hidden the wider layer (e.g. 64 x 128): the float64 ell term on top of the softplus
+    sums spills registers there (ptxas: 124 bytes at 8 warps, 96 at 16), so those take
+    the looped path."""
+    if not persistent_fits(n_visible, n_hidden):
+        return False
+    nv_p, nh_p = _dot_dim(n_visible), _dot_dim(n_hidden)
+    return gauss or nv_p * nh_p <= 2048 or nv_p > nh_p
 
 
 class _Model:
@@ -320,9 +348,9 @@ class _Model:
 def _launch_half(M: _Model, x, to_h, beta, beta_rs, beta_i, step, out, a_out=None, part=None, log_w=None):
     N, n_in = (M.nh, M.nv) if to_h else (M.nv, M.nh)
     s_wk, s_wn = (M.nh, 1) if to_h else (1, M.nh)  # W or W^T, read in place
-    bm, bn, bk, warps = _tiles(M.gauss and not to_h, M.B, N, n_in)
-    grid = (triton.cdiv(M.B, bm), triton.cdiv(N, bn))
     ais = part is not None
+    bm, bn, bk, warps = _tiles(to_h, M.gauss, ais, M.B, N, n_in)
+    grid = (triton.cdiv(M.B, bm), triton.cdiv(N, bn))
     n_part = part.shape[1] if ais else 1
     wrap_triton(_half_kernel)[grid](
         x, M.w, M.vb, M.hb, M.bs, beta, M.seed, out, a_out if a_out is not None else out,
@@ -380,7 +408,7 @@ def _ais_rbm(v, weight, visible_bias, hidden_bias, visible_base, betas, sigma, s
     _check_f32("betas", betas, tuple(betas.shape), v.device)
     K = betas.shape[0] - 1
     if persistent is None:
-        persistent = persistent_fits(M.nv, M.nh)
+        persistent = ais_persistent_fits(M.nv, M.nh, M.gauss)
     log_w = torch.zeros(M.B, dtype=torch.float64, device=v.device)
     vk = torch.empty((M.B, M.nv), dtype=torch.float32, device=v.device)
     if M.B == 0:
@@ -397,7 +425,7 @@ def _ais_rbm(v, weight, visible_bias, hidden_bias, visible_base, betas, sigma, s
         from .tempered import _ais_rbm_torch_impl
 
         return _ais_rbm_torch_impl(v, weight, visible_bias, hidden_bias, visible_base, betas, sigma, seed)
-    bm, bn, _, _ = _tiles(False, M.B, M.nh, M.nv)
+    _, bn, _, _ = _tiles(True, M.gauss, True, M.B, M.nh, M.nv)
     part = torch.empty((M.B, triton.cdiv(M.nh, bn)), dtype=torch.float64, device=v.device)
     h = torch.empty((M.B, M.nh), dtype=torch.float32, device=v.device)
     x = v
