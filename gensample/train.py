@@ -163,7 +163,7 @@ class RBMTrainer:
         o = self.pt_options
         return ParallelTempering(self.model, o["n_replicas"], n_chains=self.n_chains, ladder=o["ladder"],
                                  beta_min=o["beta_min"], target_accept=o["target_accept"], swap_every=self.k,
-                                 track_energy=False, generator=self.generator, backend=self.backend)
+                                 generator=self.generator, backend=self.backend)
 
     # -- one update ---------------------------------------------------------------------
     @torch.no_grad()

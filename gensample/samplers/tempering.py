@@ -35,8 +35,12 @@ visible units with an optional base bias :math:`b_A`, or Gaussian visible units)
    even/odd schedule, "DEO") gives non-reversible index walks with more round trips
    (Syed et al. 2022).
 3. Diagnostics: per-pair accept counts, each walker's round trips (its temperature
-   index walking ``0 -> R-1 -> 0``), and the per-temperature mean of the model's free
-   energy :math:`F(v) = -\log p^*_1(v)`.
+   index walking ``0 -> R-1 -> 0``), and the per-temperature mean of the tempered free
+   energy :math:`F_{\beta_k}(v) = -\log p^*_{\beta_k}(v)` (unnormalized).
+
+Cost per round beyond the sweeps: two float64 passes of :math:`\operatorname{softplus}
+(\beta a)` over ``(B, n_hidden)`` (each row at its own and at its partner's temperature),
+and ``O(B)`` bookkeeping.
 
 **Random stream.** One seed pair ``key`` (drawn from ``generator`` at :meth:`init`),
 advanced on the device by ``(2 * swap_every + 2) * 2^32`` per round: round ``t``'s
@@ -126,12 +130,13 @@ class PTState(NamedTuple):
 
 
 class PTRoundInfo(NamedTuple):
-    """What one :func:`pt_round` reports (device tensors).
+    r"""What one :func:`pt_round` reports (device tensors).
 
-    ``log_alpha``: float64 ``(R - 1, C)`` swap log ratio of every adjacent pair (computed for
-    all pairs; only ``proposed`` ones are tried); ``accepted``: bool ``(R - 1, C)``;
-    ``proposed``: bool ``(R - 1,)``; ``energy``: float64 ``(R,)`` mean over systems of
-    :math:`F(v)` at each temperature before the swap (zeros with ``track_energy=False``).
+    ``log_alpha``: float64 ``(R - 1, C)`` swap log ratio of the pairs proposed this round
+    (NaN in the rows of the other pairs); ``accepted``: bool ``(R - 1, C)``;
+    ``proposed``: bool ``(R - 1,)``; ``energy``: float64 ``(R,)`` mean over systems of the
+    tempered free energy :math:`F_{\beta_k}(v) = -\log p^*_{\beta_k}(v)` of the states at
+    each temperature before the swap (no extra pass: the swap computes it).
     """
 
     log_alpha: torch.Tensor
@@ -146,7 +151,7 @@ class PTInfo(NamedTuple):
     ``swap_acceptance``: float64 ``(R - 1,)`` accepted / proposed swaps per adjacent pair;
     ``accept_prob``: float64 ``(R - 1,)`` mean :math:`\\min(1, \\alpha_k)` over proposals (a
     lower-variance estimate of the same rate); ``round_trips``: int64 ``()`` trips completed;
-    ``energy``: float64 ``(R,)`` mean free energy per temperature; ``betas``: float32 ``(R,)``
+    ``energy``: float64 ``(R,)`` mean tempered free energy per temperature; ``betas``: float32 ``(R,)``
     the ladder; ``samples``: ``(C, n_visible)`` the states at :math:`\\beta = 1` after the
     last round (model dtype).
     """
@@ -180,7 +185,6 @@ class PTParams(NamedTuple):
     rng_backend: str
     stride: torch.Tensor
     swap_offset: torch.Tensor
-    track_energy: bool = True
 
 
 # ----------------------------------------------------------------------------
@@ -254,24 +258,27 @@ def pt_round(state: PTState, params: PTParams) -> tuple[PTState, PTRoundInfo]:
     op = _tempered._op("tempered_sweeps", params.backend)
     v, _, a = op(state.v, params.weight, params.visible_bias, params.hidden_bias, params.visible_base, beta_rows,
                  params.sigma, state.key, params.k)
-    # log p*_beta of every row at its own temperature and at its two neighbours'
-    idx = state.index
-    up = betas[torch.clamp(idx + 1, max=R - 1)]
-    down = betas[torch.clamp(idx - 1, min=0)]
+    # Each row takes part in at most one proposed pair (k, k + 1), k % 2 == parity: log p*_beta
+    # at its own temperature and at its partner's (rows without a partner: their own again).
+    idx, parity = state.index, state.parity
+    partner = torch.where((idx - parity) % 2 == 0, idx + 1, idx - 1)
+    partner = torch.where((partner >= 0) & (partner < R), partner, idx)
     kw = {"visible_base": None, "sigma": params.sigma} if params.sigma is not None else \
         {"visible_base": params.visible_base}
     lp = lambda beta: _tempered.tempered_log_density(v, a, beta, params.visible_bias, **kw)  # noqa: E731
-    L_self, L_up, L_down = lp(beta_rows), lp(up), lp(down)
+    L_self = lp(beta_rows)
+    D = lp(betas[partner]) - L_self
     walker = state.walker
 
     def by_temp(x):  # (B,) rows -> (R, C) by temperature index
         return torch.gather(x.view(R, C), 0, walker)
 
-    Ls, Lu, Ld = by_temp(L_self), by_temp(L_up), by_temp(L_down)
-    log_alpha = (Lu[:-1] - Ls[:-1]) + (Ld[1:] - Ls[1:])
-    u = _random_ops.philox_uniform(state.key + params.swap_offset, (R - 1, C), backend=params.rng_backend)
+    D = by_temp(D)
     pairs = torch.arange(R - 1, device=v.device)
-    proposed = (pairs % 2) == state.parity
+    proposed = (pairs % 2) == parity
+    # pair k: [log p*_{k+1}(x) - log p*_k(x)] + [log p*_k(y) - log p*_{k+1}(y)]
+    log_alpha = torch.where(proposed[:, None], D[:-1] + D[1:], torch.full_like(D[1:], math.nan))
+    u = _random_ops.philox_uniform(state.key + params.swap_offset, (R - 1, C), backend=params.rng_backend)
     accepted = (u.to(_F64) < torch.exp(log_alpha)) & proposed[:, None]
     none = torch.zeros(1, C, dtype=torch.bool, device=v.device)
     acc_lo = torch.cat([accepted, none])   # temperature k swaps with k + 1
@@ -280,11 +287,7 @@ def pt_round(state: PTState, params: PTParams) -> tuple[PTState, PTRoundInfo]:
     temps = torch.arange(R, device=v.device).view(R, 1).expand(R, C)
     new_index = torch.empty_like(walker).scatter_(0, new_walker, temps).view(B)
     phase, trips = round_trip_update(state.phase, state.round_trips, new_index, R)
-    if params.track_energy:
-        F1 = -lp(torch.ones_like(beta_rows))
-        energy = by_temp(F1).mean(1)
-    else:
-        energy = torch.zeros(R, dtype=_F64, device=v.device)
+    energy = -by_temp(L_self).mean(1)
     p_acc = torch.exp(torch.clamp(log_alpha, max=0.0)).mean(1)
     new = PTState(
         v=v, a=a, index=new_index, walker=new_walker, key=state.key + params.stride, parity=1 - state.parity,
@@ -333,7 +336,6 @@ class ParallelTempering:
         swap_every: tempered Gibbs sweeps per round (between exchanges).
         visible_base: ``(n_visible,)`` base visible bias :math:`b_A` of the Bernoulli family
             (default zeros: uniform base; :math:`\beta = 0` then samples :math:`p_A`).
-        track_energy: record per-temperature mean free energies (one extra softplus pass).
         generator: source of the initial states and the seed pair (default: global).
         backend: gensample backend of ``tempered_sweeps`` (None: the fastest one with
             tempered kernels in this build).
@@ -342,7 +344,7 @@ class ParallelTempering:
     def __init__(self, rbm, n_replicas: int | None = None, *, betas: torch.Tensor | None = None, n_chains: int = 1,
                  ladder: str = "geometric", beta_min: float = 0.1, target_accept: float = 0.3,
                  adapt_rate: float = 1.0, swap_every: int = 1, visible_base: torch.Tensor | None = None,
-                 track_energy: bool = True, generator: torch.Generator | None = None, backend: str | None = None):
+                 generator: torch.Generator | None = None, backend: str | None = None):
         kind = getattr(rbm, "visible_kind", None)
         if kind not in ("binary", "gaussian") or not hasattr(rbm, "weight"):
             raise TypeError(f"rbm must be a gensample BernoulliRBM or GaussianBernoulliRBM, got {type(rbm).__name__}")
@@ -394,7 +396,6 @@ class ParallelTempering:
             self.visible_base = visible_base.detach().to(_F32).contiguous()
         else:
             self.visible_base = torch.zeros(nv, dtype=_F32, device=dev)
-        self.track_energy = bool(track_energy)
         self.generator = generator
         self.backend = _tempered_backend(backend, dev)
         self.rng_backend = _backend.resolve(backend, dev)
@@ -420,8 +421,7 @@ class ParallelTempering:
         f = _tempered._f32
         sigma = f(m.sigma) if self.gaussian else None
         return PTParams(f(m.weight), f(m.visible_bias), f(m.hidden_bias), self.visible_base, sigma, self._betas,
-                        self.swap_every, self.backend, self.rng_backend, self._stride, self._swap_offset,
-                        self.track_energy)
+                        self.swap_every, self.backend, self.rng_backend, self._stride, self._swap_offset)
 
     def init(self, v0: torch.Tensor | None = None) -> PTState:
         """Start the ``R * C`` walkers: ``v0`` of shape ``(R * C, n_visible)`` (row ``r * C + c``:
@@ -483,7 +483,7 @@ class ParallelTempering:
                                  "from a geometric ladder or strictly decreasing positive betas")
             self._log_gaps = torch.log(gaps)
         gamma = self.adapt_rate * (self._adapt_t.to(_F64) + 1.0) ** -0.6
-        rate = torch.exp(torch.clamp(info.log_alpha, max=0.0)).mean(1)
+        rate = torch.exp(torch.clamp(info.log_alpha, max=0.0)).mean(1)  # NaN for pairs not proposed
         step = torch.where(info.proposed, gamma * (rate - self.target_accept), torch.zeros_like(rate))
         # one gap spans at most the whole range [log BETA_FLOOR, 0]; betas stop at BETA_FLOOR
         span = -math.log(BETA_FLOOR)
@@ -580,7 +580,7 @@ class ParallelTempering:
 
         ``swap_acceptance`` (R - 1 rates), ``accept_prob`` (mean min(1, alpha) per pair),
         ``round_trips`` (total over walkers), ``round_trip_rate`` (trips per system per round),
-        ``energy`` (R mean free energies), ``betas``, ``n_rounds``."""
+        ``energy`` (R mean tempered free energies), ``betas``, ``n_rounds``."""
         s = self._require_state()
         n = int(s.n_rounds)
         prop = s.n_proposed.to(_F64)
