@@ -11,47 +11,60 @@ steps, then for ``N`` draws of ``thin`` steps each; the draws are recorded on th
 diagnosed afterwards with ``gensample.diagnostics.summary`` (rank-normalized split bulk
 ESS, tail ESS at the 5%/95% quantiles, rank R-hat; Vehtari et al. 2021, ArviZ's numbers).
 
-Cases (``--cases``; ``--quick`` shrinks C, N and the models):
+Cases (``--cases``; ``--quick`` shrinks C, N and the models; ``--chains``/``--draws`` override):
 
 * ``gibbs-64x32``: a Bernoulli RBM trained on scikit-learn's bundled digits (binarized at
-  8/16; PCD-1, a few seconds on the cpu backend), block Gibbs, one sweep per draw.
-  Statistics: the free energy F(v) (scalar) and the 64 visible units.
-* ``gibbs-784x500``: a 784x500 Bernoulli RBM with random weights N(0, 0.05^2) and biases
-  N(0, 0.1^2) (MNIST-sized; no data set here), one sweep per draw; F(v) and the 784 units.
-* ``pt-bimodal``: a flip-symmetric bimodal RBM (E(v, h) = -s^T W t / 4 in spins s = 2v-1,
-  t = 2h-1, W = w0 + noise: two modes, all-on and all-off, each of probability exactly 1/2).
-  Single-temperature Gibbs (gensample, beta = 1, one sweep per draw) against parallel
-  tempering (gensample.samplers.ParallelTempering and the textbook
-  gensample.reference.rbm_parallel_tempering_textbook, when they exist; one round = one
-  sweep of every replica + one swap move per draw). Statistic: the magnetization
-  m(v) = mean_i v_i; also the mode occupancy P(m > 1/2) (exact: 1/2).
-* ``ula-gauss100``, ``mala-gauss100``: ULA / MALA on gensample.targets.Gaussian.correlated
-  (dim 100, AR(1) correlation rho = 0.5, scales from 0.5 to 1: condition number ~ 36).
-* ``ula-mix100``, ``mala-mix100``: on a 2-component gensample.targets.GaussianMixture in
-  dim 100 (identity covariances, means -+ 1.25 (1, ..., 1)/sqrt(100) * 2: two overlapping modes).
-  Statistics: the 100 coordinates. Energies and gradients by autograd through the target's
-  ``energy`` (float32), the same for every implementation.
+  8/16; PCD-1, 20 epochs, a second or two on the cpu backend), block Gibbs, C = 128 chains,
+  N = 2000 draws of one sweep each. Statistics: the free energy F(v) (scalar) and the 64
+  visible units (their bulk ESS min / median over units).
+* ``gibbs-64x32-thin10``: the same model, 400 draws of 10 sweeps each (one fused
+  ``gibbs_sweeps(k=10)`` call per draw against 10 eager sweeps).
+* ``gibbs-784x500``: a 784x500 Bernoulli RBM with random weights N(0, 0.1^2) and biases
+  N(0, 0.1^2) (bench_gibbs's model; MNIST-sized, no data set here), C = 64, N = 1000, one
+  sweep per draw; F(v) and every 8th visible unit (at most 100 units are diagnosed).
+* ``pt-bimodal``: a flip-symmetric bimodal RBM 64x16 (b = -W 1/2, c = -W^T 1/2 give
+  E(v, h) = -s^T W t / 4 in spins s = 2v-1, t = 2h-1; W = 0.3 (1 + 0.25 N(0, 1)): two modes,
+  all-on and all-off, each of probability exactly 1/2), C = 64 chains started half all-on,
+  half all-off. Single-temperature Gibbs (beta = 1, one sweep per draw) against parallel
+  tempering with 8 replicas on a geometric ladder from 1 to 0.15 (one round = one sweep of
+  every replica + one swap move per draw): gensample.samplers.ParallelTempering and the
+  textbook gensample.reference.rbm_parallel_tempering_textbook (each row only when it
+  exists). Statistic: the magnetization m(v) = mean_i v_i; also the mode occupancy
+  P(m > 1/2) (exact: 1/2), the chains that never left their starting mode, swap rates.
+* ``ula-gauss100``, ``mala-gauss100``: ULA (h = 0.12) / MALA (h = 0.05, acceptance ~0.7) on
+  gensample.targets.Gaussian.correlated (dim 100, AR(1) correlation rho = 0.5, scales from
+  0.5 to 1: condition number ~ 36).
+* ``ula-mix100``, ``mala-mix100``: ULA h = 0.25 / MALA h = 0.2 on a 2-component gensample.targets.GaussianMixture
+  in dim 100 (identity covariances, means -+ 1.25 (1, ..., 1)/sqrt(100): two overlapping modes).
+  Langevin cases: C = 128, N = 800 draws of 5 steps; statistics: the 100 coordinates.
+  Energies and gradients by autograd through the target's ``energy`` (float32), the same
+  for every implementation.
 
 Implementations:
 
 * ``textbook (eager)``: what PyTorch users write. RBM: gensample.reference.rbm_gibbs_textbook
-  (``torch.bernoulli``); ULA: ``x - h grad + sqrt(2h) randn_like(x)`` with the gradient from
-  ``torch.autograd.grad``; MALA: the same proposal, energies and gradients cached, log accept
-  ratio with the Langevin proposal densities, ``torch.rand`` + ``torch.where``; PT: the
-  reference's Python loop over temperatures.
+  with ``(rand_like(p) < p)`` Bernoulli draws (the fastest eager form; bench_gibbs times the
+  others); ULA: ``x - h grad + sqrt(2h) randn_like(x)`` with the gradient from
+  ``torch.autograd.grad``; MALA: the same proposal, energies and gradients cached, the log
+  accept ratio with the Langevin proposal densities, ``torch.rand`` + ``torch.where``; PT: the
+  reference's Python loop over temperatures (``thin`` rounds per call).
 * ``gensample[<backend>]``: RBM: ``gensample.ops.gibbs_sweeps(v, ..., k=thin,
-  check_binary=False)`` per draw; ULA/MALA: the step kernels ``gensample.samplers.ula_step`` /
-  ``mala_step`` (state with cached energy and gradient, one seed pair per run); PT:
-  ``ParallelTempering.step``. Every backend that runs on the device except the pure-torch
-  spec (triton skipped on CPU: interpreter).
+  check_binary=False)`` per draw; PT: ``ParallelTempering(...).sample(n, thin=thin)`` per
+  chunk; ULA/MALA ``step kernels``: ``gensample.samplers.ula_step`` / ``mala_step`` (a
+  state with cached energy and gradient), and ``LangevinSampler``:
+  ``LangevinSampler(target, n_steps=thin).sample(x)`` once per draw (MALA then evaluates
+  E and grad E once more per call). Every backend that runs on the device except the
+  pure-torch spec (triton is skipped on CPU: interpreter); PT falls back to the torch spec,
+  with a note, when no compiled tempered kernels exist.
 
 Timing: the ``N`` draws are produced in ``--chunks`` chunks; the implementations of a case
 take turns chunk by chunk (rotating the order), so a slow phase of the machine hits all of
 them alike. steps/s = thin * draws / time per chunk (median over chunks, p20/p80 beside it);
 the time behind ESS/s is N / (median draws per second); the plain total is also recorded.
-ESS/s = ESS (over all C chains) / that time; ``x textbook`` = this ESS/s over the textbook's.
-ESS per draw = ESS / (C N): both implementations sample the same distribution, so they
-should agree up to the estimator's noise (a check that the fused kernels do not mix worse).
+ESS/s = ESS (over all C chains) / that time; ``x ref`` = this ESS/s over the reference's
+(the textbook; for PT the textbook PT). ESS per draw = ESS / (C N): implementations of one
+sampler sample the same distribution, so they should agree up to the estimator's noise (a
+check that the fused kernels do not mix worse).
 
 ``--json auto`` writes benchmarks/results/ess-<device>-<model-slug>.json and .md.
 """
@@ -76,7 +89,9 @@ PT_W0, PT_W0_QUICK = 0.3, 0.6  # bimodal RBM coupling scale
 PT_REPLICAS, PT_REPLICAS_QUICK = 8, 6
 PT_BETA_MIN = 0.15
 DIGITS_EPOCHS = {False: 20, True: 2}
+DIAG_BLOCK = 1 << 21  # elements per diagnostics call
 MAX_UNITS = 100  # the "units" statistic uses at most this many visible units (evenly spaced)
+RHAT_OK = 1.1  # above this (the classic Gelman-Rubin cut) the chains clearly have not mixed: their ESS means nothing
 ALL_CASES = ("gibbs-64x32", "gibbs-64x32-thin10", "gibbs-784x500", "pt-bimodal", "ula-gauss100", "mala-gauss100", "ula-mix100",
              "mala-mix100")
 
@@ -146,7 +161,8 @@ def render_ess(results) -> str:
                     row += ["-"] * 5
                     continue
                 tbs = tb["stats"].get(s) if tb else None
-                row += [_fnum(st["ess_bulk_min_per_s"]),
+                mixed = st["rhat_max"] is not None and st["rhat_max"] <= RHAT_OK
+                row += [_fnum(st["ess_bulk_min_per_s"]) + ("" if mixed else " (not mixed)"),
                         _fx(_ratio(st["ess_bulk_min_per_s"], tbs["ess_bulk_min_per_s"] if tbs else None)),
                         f"{_fnum(st['ess_bulk_min_per_draw'])} / {_fnum(st['ess_bulk_median_per_draw'])}",
                         _fnum(st["ess_tail_min_per_draw"]), _fnum(st["rhat_max"])]
@@ -175,6 +191,9 @@ def render_ess(results) -> str:
         out.append(desc + "\n\n" + md_table(head, rows)
                    + ("\n\n" + "\n".join(cmp_lines) if cmp_lines else "")
                    + ("\n\n" + "\n".join(extra) if extra else ""))
+    if out:
+        out.append(f"`(not mixed)`: R-hat above {RHAT_OK}; the chains have not mixed, so their ESS estimate "
+                   "measures nothing (and ESS/s with it).")
     return "\n\n".join(out)
 
 
@@ -213,8 +232,19 @@ _err = common.err_text
 # ---------------------------------------------------------------------------
 
 
+_DIGITS_CACHE = {}
+
+
 def digits_rbm(nh, quick, device, seed):
-    """A BernoulliRBM(64, nh) trained with PCD-1 on the binarized scikit-learn digits."""
+    """A BernoulliRBM(64, nh) trained with PCD-1 on the binarized scikit-learn digits (cached
+    per process: the two gibbs-64x32 cases share one model)."""
+    key = (nh, quick, str(device), seed)
+    if key not in _DIGITS_CACHE:
+        _DIGITS_CACHE[key] = _train_digits_rbm(nh, quick, device, seed)
+    return _DIGITS_CACHE[key]
+
+
+def _train_digits_rbm(nh, quick, device, seed):
     from sklearn.datasets import load_digits
 
     x = torch.tensor(load_digits().data, dtype=torch.float32)
@@ -528,8 +558,16 @@ def run_interleaved(chains: dict, bufs: dict, N: int, n_chunks: int, burn: int, 
 def diagnose(x) -> dict:
     """Summary of draws x (C, N, *event) (float64 on x's device): bulk/tail ESS min and median
     over the event entries (NaN entries, e.g. a unit that never changed, are ignored), R-hat max."""
-    s = gd.summary(x.to(torch.float64))
-    eb, et, rh = (s[k].reshape(-1) for k in ("ess_bulk", "ess_tail", "rhat"))
+    C, N = x.shape[:2]
+    x = x.reshape(C, N, -1)
+    E = x.shape[2]
+    blk = max(1, DIAG_BLOCK // (C * N))  # summary() makes several float64 copies: bound the memory
+    parts = {k: [] for k in ("ess_bulk", "ess_tail", "rhat")}
+    for j in range(0, E, blk):
+        s = gd.summary(x[:, :, j:j + blk].to(torch.float64))
+        for k in parts:
+            parts[k].append(s[k].reshape(-1))
+    eb, et, rh = (torch.cat(parts[k]) for k in ("ess_bulk", "ess_tail", "rhat"))
     ok = torch.isfinite(eb)
     S = x.shape[0] * x.shape[1]
     res = {"n_entries": int(eb.numel()), "n_nan_entries": int((~ok).sum()), "total_draws": S}
@@ -648,7 +686,7 @@ def case_gibbs(args, results, backends, case):
         params, train_s = digits_rbm(32, args.quick, dev, args.seed)
         desc = (f"Bernoulli RBM 64x32 trained on binarized digits (PCD-1, {DIGITS_EPOCHS[args.quick]} epochs, "
                 f"{train_s:.1f} s), block Gibbs")
-        C = _size(args, 32, 256, args.chains)
+        C = _size(args, 32, 128, args.chains)
         if case.endswith("thin10"):
             N = _size(args, 40, 400, args.draws)
             burn, thin = (20, 10) if args.quick else (200, 10)
@@ -784,15 +822,15 @@ def case_langevin(args, results, backends, case):
     target = gauss_target(D) if tname.startswith("gauss") else mix_target(D)
     # ULA: h * lambda_max(P) well below 2; MALA: a step with acceptance near the usual 0.5 to 0.7
     if tname.startswith("gauss"):
-        h = 0.12 if mala else 0.12
+        h = 0.05 if mala else 0.12
         tdesc = f"Gaussian.correlated(dim={D}, rho=0.5, scales 0.5..1)"
     else:
-        h = 0.25 if mala else 0.25
+        h = 0.2 if mala else 0.25
         tdesc = f"GaussianMixture(2 components, dim={D}, means -+1.25 (1,...,1)/sqrt({D}), identity covariances)"
-    C = _size(args, 32, 256, args.chains)
-    N = _size(args, 200, 1000, args.draws)
+    C = _size(args, 32, 128, args.chains)
+    N = _size(args, 200, 800, args.draws)
     # thin >= 2: LangevinSampler(metropolis=True, n_steps=1).sample fails (IndexError in its _flush)
-    burn, thin = (30, 2) if args.quick else (300, 2)
+    burn, thin = (30, 2) if args.quick else (300, 5)
     desc = f"{kind.upper()} on {tdesc}, step size h = {h}"
     g = torch.Generator().manual_seed(args.seed + 1)
     x0 = torch.randn(C, D, generator=g).to(dev)
