@@ -296,6 +296,10 @@ class RBMTrainer:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a :meth:`state_dict` (into this trainer and its model)."""
+        pt = state.get("pt")
+        if (pt is not None) != (self.sampler == "pt"):
+            raise ValueError(f"checkpoint was written with sampler={'pt' if pt is not None else 'gibbs'!r} but this "
+                             f"trainer uses sampler={self.sampler!r}; build the trainer with the same sampler")
         self.model.load_state_dict(state["model"])
         dev = self.model.weight.device
         self.chains = None if state["chains"] is None else state["chains"].to(dev).clone()
@@ -303,10 +307,6 @@ class RBMTrainer:
             if k not in self.velocity:
                 raise ValueError(f"checkpoint has momentum for {k!r}, which this model does not train")
             self.velocity[k] = v.to(dev).clone()
-        pt = state.get("pt")
-        if (pt is not None) != (self.sampler == "pt"):
-            raise ValueError(f"checkpoint was written with sampler={'pt' if pt is not None else 'gibbs'!r} but this "
-                             f"trainer uses sampler={self.sampler!r}; build the trainer with the same sampler")
         if pt is not None:
             self.pt.load_state_dict(pt)
         self.generator.set_state(state["generator"])

@@ -385,7 +385,10 @@ def _two_prototype_data(n=400, seed=0):
     return (protos[idx] - flip).abs()
 
 
-def _small_rbm(seed=1):
+def _small_rbm(seed=1, gaussian=False):
+    if gaussian:
+        return gensample.GaussianBernoulliRBM(10, 4, sigma=0.7, learn_sigma=True, init_std=0.1, generator=_gen(seed),
+                                              dtype=F64)
     return gensample.BernoulliRBM(10, 4, init_std=0.1, generator=_gen(seed), dtype=F64)
 
 
@@ -405,33 +408,35 @@ def test_pt_pcd_improves_log_likelihood():
     assert d["n_rounds"] == 6 * 8 and tr.chains.shape == (50, 10)
 
 
-@pytest.mark.parametrize("ladder", ["geometric", "adaptive"])
-def test_pt_pcd_resume_is_exact(ladder):
+@pytest.mark.parametrize("ladder,gaussian", [("geometric", False), ("adaptive", False), ("geometric", True)])
+def test_pt_pcd_resume_is_exact(ladder, gaussian):
     """Train 3 epochs straight, or 1 + checkpoint (through torch.save) + 2 in a fresh
-    trainer: identical parameters, tempering state and ladder bit for bit."""
+    trainer: identical parameters, tempering state and ladder bit for bit (Bernoulli, and
+    Gaussian-Bernoulli with a learned sigma)."""
     data = _two_prototype_data(200)
     kw = dict(batch_size=50, lr=0.1, momentum=0.5, sampler="pt", n_replicas=3, n_chains=20, ladder=ladder,
               progress=False, metrics=())
-    a = _small_rbm()
+    a = _small_rbm(gaussian=gaussian)
     tra = fit_rbm(a, data, epochs=3, generator=_gen(4), **kw)
-    b = _small_rbm()
+    b = _small_rbm(gaussian=gaussian)
     trb = fit_rbm(b, data, epochs=1, generator=_gen(4), **kw)
     buf = io.BytesIO()
     torch.save(trb.state_dict(), buf)
     buf.seek(0)
-    c = _small_rbm(seed=99)
+    c = _small_rbm(seed=99, gaussian=gaussian)
     trc = RBMTrainer(c, batch_size=50, lr=0.1, momentum=0.5, sampler="pt", n_replicas=3, n_chains=20,
                      ladder=ladder, generator=_gen(123))
     trc.load_state_dict(torch.load(buf, weights_only=False))
     fit_rbm(c, data, epochs=2, batch_size=50, lr=0.1, trainer=trc, progress=False, metrics=())
-    for n in ("weight", "visible_bias", "hidden_bias"):
+    for n in ("weight", "visible_bias", "hidden_bias") + (("log_sigma",) if gaussian else ()):
         assert torch.equal(getattr(a, n), getattr(c, n)), n
+    assert bool(torch.isfinite(a.weight).all()) and not torch.equal(a.weight, _small_rbm(gaussian=gaussian).weight)
     assert torch.equal(tra.pt.state.v, trc.pt.state.v) and torch.equal(tra.pt.state.key, trc.pt.state.key)
     assert torch.equal(tra.pt.betas, trc.pt.betas)
     if ladder == "adaptive":
         assert not torch.equal(tra.pt.betas, geometric_ladder(3, 0.1))
     with pytest.raises(ValueError, match="sampler"):
-        RBMTrainer(_small_rbm(), batch_size=50, lr=0.1).load_state_dict(trb.state_dict())
+        RBMTrainer(_small_rbm(gaussian=gaussian), batch_size=50, lr=0.1).load_state_dict(trb.state_dict())
 
 
 # ----------------------------------------------------------------------------
