@@ -132,13 +132,14 @@ def test_textbook_reference_agrees_on_occupancy():
     m = _bimodal()
     exact = _exact_mode_a(m)
     betas = geometric_ladder(8, 0.03)
-    torch.manual_seed(3)
+    g = _gen(3)
     C, burn, T = 100, 50, 60
     W, b, c = (p.detach() for p in (m.weight, m.visible_bias, m.hidden_bias))
-    v, info = reference.rbm_parallel_tempering_textbook(torch.zeros(8, C, NV), W, b, c, betas, n_rounds=burn)
+    v, info = reference.rbm_parallel_tempering_textbook(torch.zeros(8, C, NV), W, b, c, betas, n_rounds=burn,
+                                                        generator=g)
     acc = []
     for _ in range(T):
-        v, _ = reference.rbm_parallel_tempering_textbook(v, W, b, c, betas, n_rounds=1)
+        v, _ = reference.rbm_parallel_tempering_textbook(v, W, b, c, betas, n_rounds=1, generator=g)
         acc.append(_mode_a(v[0]))
     per_system = torch.stack(acc, 1).mean(1)
     z = (float(per_system.mean()) - exact) / (float(per_system.std()) / math.sqrt(C))
