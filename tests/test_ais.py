@@ -401,3 +401,23 @@ def test_textbook_reference_agrees():
     assert log_w.dtype == F64 and v.shape == (2000, 16) and bool(((v == 0) | (v == 1)).all())
     est = E.LogZEstimate.from_log_weights(log_w, base_log_partition(10, visible_base=base.float()))
     assert abs(est.log_z - exact) <= z_bonferroni(1, RATE) * est.stderr + est.stderr**2 + 1e-4, (est, exact)
+
+
+def test_one_op_call_per_run(monkeypatch):
+    # the whole annealing run is one ais_rbm op call (no per-beta host round trips)
+    from gensample.ops import tempered
+
+    calls = []
+    real = tempered._op
+
+    def counting(name, backend):
+        calls.append(name)
+        return real(name, backend)
+
+    monkeypatch.setattr(tempered, "_op", counting)
+    m, _, _, _ = _runs("bern-easy")
+    E.ais_log_partition(m, n_chains=8, n_betas=200, backend=BACKEND)
+    E.reverse_ais_log_partition(m, n_chains=8, n_betas=200, backend=BACKEND)
+    ll = E.evaluate_log_likelihood(m, E.exact_samples(m, 10), log_z="reverse_ais", n_chains=8, n_betas=20,
+                                   backend=BACKEND)
+    assert calls == ["ais_rbm"] * 3 and ll.log_z.method == "reverse_ais" and ll.log_z.bound == "upper"
