@@ -187,3 +187,70 @@ def test_ais_no_hidden_units(sim, tmp_path):
     lw_ref, vK_ref = ops.ais_rbm_torch(v0, w, vb, hb, base, betas, None, R.seed_pair(*_words_seed(0)))
     assert_bits_equal("v_K", decode(outs[1][0]), vK_ref)
     assert torch.allclose(decode(outs[0][0], torch.float64), lw_ref, rtol=0, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------------
+# persistent kernel (one launch per op for small layers; W and the chains in shared memory)
+# ----------------------------------------------------------------------------------
+PERSIST_STATS = ("fits", "cb", "blocks", "threads", "smem_bytes", "smem_bad", "bad_config")
+PERSIST_CASES = [
+    # (B, n_visible, n_hidden, kind, sm_count)
+    (1, 5, 7, "bern", H100_SMS),
+    (33, 12, 16, "base", H100_SMS),   # 8 chains per block: 5 blocks, the last one partial
+    (70, 20, 9, "gauss", 1),          # one SM: 35 chains per block
+    (9, 33, 20, "base", 2),
+    (20, 30, 24, "gauss", H100_SMS),
+]
+
+
+def _persist(sim, tmp_path, ais, kind, B, nv, nh, steps, sms, seed_i, tensors):
+    words = [2, int(ais), int(kind == "gauss"), B, nv, nh, steps, sms, *_words_seed(seed_i), 1]
+    res = run_driver(sim, words, [blob(t) for t in tensors], tmp_path)
+    check_base(res.stats)
+    st = dict(zip(PERSIST_STATS, res.stats[3:]))
+    assert st["bad_config"] == 0 and st["threads"] == 256
+    assert st["smem_bad"] == 0, "a phase wrote shared memory outside its outputs (or twice)"
+    assert st["fits"] == 1 and 8 <= st["cb"] <= 64 and st["smem_bytes"] <= 48 * 1024
+    for name, (_, counts) in zip(("out0", "out1", "out2"), res.outs):
+        assert (counts == 1).all(), f"{name}: not every element written exactly once"
+    return st, res.outs
+
+
+@pytest.mark.parametrize("case", PERSIST_CASES, ids=lambda c: "B{}-{}x{}-{}-sm{}".format(*c))
+def test_persistent_sweeps_bit_exact(sim, tmp_path, case):
+    B, nv, nh, kind, sms = case
+    v0, w, vb, hb, base, sigma = model(kind, B, nv, nh, 2)
+    beta = chain_betas(B)
+    for k in (0, 1, 2):
+        bs = sigma if sigma is not None else base
+        _, outs = _persist(sim, tmp_path, False, kind, B, nv, nh, k, sms, B + k, [v0, w, vb, hb, bs, beta])
+        ref = ops.tempered_sweeps_torch(v0, w, vb, hb, base, beta, sigma, R.seed_pair(*_words_seed(B + k)), k)
+        for name, (raw, _), r in zip(("v", "h", "a"), outs, ref):
+            assert_bits_equal(f"persistent {name} (k={k})", decode(raw), r)
+
+
+@pytest.mark.parametrize("case", PERSIST_CASES, ids=lambda c: "B{}-{}x{}-{}-sm{}".format(*c))
+def test_persistent_ais_matches_torch(sim, tmp_path, case):
+    B, nv, nh, kind, sms = case
+    v0, w, vb, hb, base, sigma = model(kind, B, nv, nh, 3)
+    for i, name in enumerate(("forward", "reverse")):
+        betas = SCHEDULES[name]
+        K = betas.numel() - 1
+        bs = sigma if sigma is not None else base
+        _, outs = _persist(sim, tmp_path, True, kind, B, nv, nh, K, sms, B + i, [v0, w, vb, hb, bs, betas])
+        lw, vK = decode(outs[0][0], torch.float64), decode(outs[1][0])
+        lw_ref, vK_ref = ops.ais_rbm_torch(v0, w, vb, hb, base, betas, sigma, R.seed_pair(*_words_seed(B + i)))
+        assert_bits_equal(f"persistent v_K ({name})", vK, vK_ref)
+        tol = logw_tol(K, v0, w, vb, hb, sigma)
+        err = float((lw - lw_ref).abs().max())
+        assert err <= tol, f"persistent log_w ({name}): max error {err} > {tol}"
+
+
+def test_persistent_launch_falls_back_for_large_layers(sim, tmp_path):
+    """784x500 (and anything whose W leaves no room for 8 chains) takes the GEMM loop."""
+    from cuda_sim_support import run_driver as rd
+    gen = torch.Generator().manual_seed(0)
+    nv, nh = 120, 100
+    t = [binary(gen, 4, nv), dyadic(gen, nv, nh), dyadic(gen, nv), dyadic(gen, nh), torch.zeros(nv), torch.ones(4)]
+    res = rd(sim, [2, 0, 0, 4, nv, nh, 1, H100_SMS, 1, 0, 1], [blob(x) for x in t], tmp_path)
+    assert res.stats[3] == 0 and res.stats[5] == 0  # fits, blocks

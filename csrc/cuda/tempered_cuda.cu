@@ -8,6 +8,9 @@
 // * tempered_sweeps: hidden epilogue (a = acc + c kept in place as the a_k output, per-
 //   chain beta read from the device), Bernoulli-visible epilogue (base bias b_A) or
 //   Gaussian-visible epilogue (which also writes x = v / sigma, the next GEMM's input).
+// * small layers (W, biases and >= 8 chains' states in 48 KiB of shared memory): ONE
+//   persistent launch runs the whole op (tempered_persist_kernel: W and the block's chains
+//   stay in shared memory, a barrier between phases; AIS keeps log_w in shared memory).
 // * ais_rbm: the whole K-step run is a C++ loop of 2K GEMMs and 2K launches with NO host
 //   synchronization: beta_k is read by the kernels from `betas` on the device (the visible
 //   epilogue gets a pointer to betas[k] with row stride 0); the hidden step is one block
@@ -59,6 +62,39 @@ __global__ void __launch_bounds__(kAisThreads) ais_hidden_kernel(const kernels::
   }
 }
 
+// One launch for a whole op on small layers (tempered_thread.h, "persistent kernel").
+template <bool kAis>
+__global__ void __launch_bounds__(kThreads) tempered_persist_kernel(const kernels::PersistArgs a, int64_t cb) {
+  extern __shared__ double tempered_smem[];  // double: 8-byte alignment of the float64 arrays
+  const kernels::PersistSmem s = kernels::persist_smem_layout(tempered_smem, a.nv, a.nh, cb, a.gauss, kAis);
+  const kernels::SeedPair sp = kernels::read_seed(a.seed, a.seed_stride);
+  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * cb;
+  const int64_t nrows = kernels::min64(cb, a.B - r0);
+  const int64_t th = threadIdx.x, nth = blockDim.x;
+  kernels::persist_load_thread(a, s, kAis, r0, nrows, th, nth);
+  __syncthreads();
+  if constexpr (!kAis) {
+    kernels::persist_hidden_thread(a, s, sp, 0, false, 0, a.k == 0, r0, nrows, th, nth);
+    __syncthreads();
+    for (int64_t t = 1; t <= a.k; ++t) {  // uniform trip counts: every thread reaches each barrier
+      kernels::persist_visible_thread(a, s, sp, 2 * t - 1, false, 0, t == a.k, r0, nrows, th, nth);
+      __syncthreads();
+      kernels::persist_hidden_thread(a, s, sp, 2 * t, false, 0, t == a.k, r0, nrows, th, nth);
+      __syncthreads();
+    }
+  } else {
+    for (int64_t t = 1; t <= a.k; ++t) {
+      kernels::persist_hidden_thread(a, s, sp, 2 * t - 2, true, t, false, r0, nrows, th, nth);
+      __syncthreads();
+      kernels::persist_row_thread(a, s, t, nrows, th, nth);
+      __syncthreads();
+      kernels::persist_visible_thread(a, s, sp, 2 * t - 1, true, t, t == a.k, r0, nrows, th, nth);
+      __syncthreads();
+    }
+    kernels::persist_store_logw_thread(a, s, r0, nrows, th, nth);
+  }
+}
+
 // --- argument checks ---------------------------------------------------------
 
 void check_f32(const at::Tensor& t, const char* name, at::IntArrayRef shape, const c10::Device& device,
@@ -92,7 +128,32 @@ Model check_model(const char* op, const at::Tensor& v, const at::Tensor& weight,
   return m;
 }
 
-// --- launchers -----------------------------------------------------------------
+// --- launchers ---
+
+kernels::PersistArgs persist_args(const Model& m, const at::Tensor& v, const at::Tensor& weight,
+                                  const at::Tensor& visible_bias, const at::Tensor& hidden_bias,
+                                  const at::Tensor& visible_base, const std::optional<at::Tensor>& sigma,
+                                  const float* beta, const at::Tensor& seed, int64_t k) {
+  kernels::PersistArgs pa;
+  pa.v0 = v.const_data_ptr<float>();
+  pa.w = weight.const_data_ptr<float>();
+  pa.vb = visible_bias.const_data_ptr<float>();
+  pa.hb = hidden_bias.const_data_ptr<float>();
+  pa.bs = m.gauss ? sigma->const_data_ptr<float>() : visible_base.const_data_ptr<float>();
+  pa.beta = beta;
+  pa.seed = seed.const_data_ptr<int64_t>();
+  pa.seed_stride = seed.stride(0);
+  pa.v_out = nullptr;
+  pa.h_out = nullptr;
+  pa.a_out = nullptr;
+  pa.log_w = nullptr;
+  pa.B = m.B;
+  pa.nv = m.nv;
+  pa.nh = m.nh;
+  pa.k = k;
+  pa.gauss = m.gauss;
+  return pa;
+}
 
 template <int kKind>
 void launch_epilogue(const at::Tensor& acc, const at::Tensor& state, float* x_out, const at::Tensor& bias,
@@ -147,6 +208,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> tempered_sweeps_cuda(
   const int sms = sm_count(v.device().index());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const float* beta_p = beta.const_data_ptr<float>();
+  const kernels::PersistLaunch pl = kernels::persist_launch(m.B, m.nv, m.nh, m.gauss, false, sms);
+  if (pl.fits) {
+    at::Tensor v_out = at::empty({m.B, m.nv}, v.options());
+    at::Tensor h_out = at::empty({m.B, m.nh}, v.options());
+    at::Tensor a_out = at::empty({m.B, m.nh}, v.options());
+    kernels::PersistArgs pa = persist_args(m, v, weight, visible_bias, hidden_bias, visible_base, sigma, beta_p, seed, k);
+    pa.v_out = v_out.data_ptr<float>();
+    pa.h_out = h_out.data_ptr<float>();
+    pa.a_out = a_out.data_ptr<float>();
+    tempered_persist_kernel<false><<<static_cast<unsigned int>(pl.blocks), pl.threads,
+                                     static_cast<size_t>(pl.smem_bytes), stream>>>(pa, pl.cb);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return {v_out, h_out, a_out};
+  }
   // x = v / sigma (Gaussian; IEEE division, as gaussian_input) or v
   at::Tensor x = m.gauss ? at::div(v, *sigma) : v;
   at::Tensor a = at::empty({m.B, m.nh}, v.options());  // GEMM buffer, becomes a = acc + c
@@ -186,6 +261,18 @@ std::tuple<at::Tensor, at::Tensor> ais_rbm_cuda(const at::Tensor& v, const at::T
   const int sms = sm_count(v.device().index());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const float* betas_p = betas.const_data_ptr<float>();
+  const kernels::PersistLaunch pl = kernels::persist_launch(m.B, m.nv, m.nh, m.gauss, true, sms);
+  if (pl.fits) {
+    at::Tensor v_out = at::empty({m.B, m.nv}, v.options());
+    kernels::PersistArgs pa = persist_args(m, v, weight, visible_bias, hidden_bias, visible_base, sigma, betas_p, seed,
+                                           K);
+    pa.v_out = v_out.data_ptr<float>();
+    pa.log_w = log_w.data_ptr<double>();
+    tempered_persist_kernel<true><<<static_cast<unsigned int>(pl.blocks), pl.threads,
+                                    static_cast<size_t>(pl.smem_bytes), stream>>>(pa, pl.cb);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return {log_w, v_out};
+  }
   const at::Tensor wt = weight.t();
   at::Tensor acc_h = at::empty({m.B, m.nh}, v.options());
   at::Tensor h = at::empty({m.B, m.nh}, v.options());

@@ -222,6 +222,140 @@ void run_ais(Reader& rd, const char* out_path) {
   write_outputs(out_path, stats, {log_w, vs});
 }
 
+
+// --- persistent kernel (one launch per op) ------------------------------------------------
+//   words: ais, gauss, B, nv, nh, k (or K), sm_count, seed (3 words)
+//   blobs: v0 (B*nv), W (nv*nh), b (nv), c (nh), b_A or sigma (nv), beta (B) or betas (K+1)
+//   outputs: sweeps: v_k, h_k, a_k;  ais: log_w (float64), v_K
+// Per block, shared memory is an exact-size heap buffer seen as two registered regions
+// (float64 part, float32 part; ASan catches any access outside it). After every phase
+// exactly the phase's outputs (the block's rows) must have been written, each once, and
+// nothing else in shared memory: so no thread reads what another writes in that phase.
+
+struct Region {
+  int64_t lo, hi;  // element range [lo, hi) of one shared-memory part
+};
+
+// Counts of `b` must be 1 inside the regions and 0 elsewhere; then reset.
+int64_t check_regions(OutBuf& b, std::initializer_list<Region> regions) {
+  int64_t bad = 0;
+  for (int64_t i = 0; i < static_cast<int64_t>(b.n); ++i) {
+    int32_t want = 0;
+    for (const Region& r : regions) want += (i >= r.lo && i < r.hi) ? 1 : 0;
+    if (b.counts[static_cast<size_t>(i)] != want) ++bad;
+    b.counts[static_cast<size_t>(i)] = 0;
+  }
+  return bad;
+}
+
+void run_persist(Reader& rd, const char* out_path) {
+  const bool ais = rd.i64() != 0;
+  const bool gauss = rd.i64() != 0;
+  const int64_t B = rd.i64(), nv = rd.i64(), nh = rd.i64(), k = rd.i64();
+  const int sm = static_cast<int>(rd.i64());
+  const SeedBuf seed = read_seed(rd);
+  In v0(rd, B * nv), w(rd, nv * nh), vb(rd, nv), hb(rd, nh), bs(rd, nv), beta(rd, ais ? k + 1 : B);
+  const K::PersistLaunch c = K::persist_launch(B, nv, nh, gauss, ais, sm);
+  const size_t nvo = c.fits ? static_cast<size_t>(B * nv) : 0, nho = c.fits && !ais ? static_cast<size_t>(B * nh) : 0;
+  Out* v_out = make_out(nvo, sizeof(float), 0);
+  Out* h_out = make_out(nho, sizeof(float), 0);
+  Out* a_out = make_out(nho, sizeof(float), 0);
+  Out* log_w = make_out(c.fits && ais ? static_cast<size_t>(B) : 0, sizeof(double), 0);
+  int64_t smem_bad = 0, bad_config = 0;
+  if (c.fits) {
+    if (c.smem_bytes != K::persist_smem_bytes(nv, nh, c.cb, gauss, ais) || c.smem_bytes > K::kPersistSmemBytes)
+      ++bad_config;
+    if (c.blocks * c.cb < B || (c.blocks - 1) * c.cb >= B || c.threads != K::kThreads) ++bad_config;
+    K::PersistArgs a;
+    a.v0 = v0.p;
+    a.w = w.p;
+    a.vb = vb.p;
+    a.hb = hb.p;
+    a.bs = bs.p;
+    a.beta = beta.p;
+    a.seed = seed.ptr();
+    a.seed_stride = seed.stride;
+    a.v_out = v_out->ptr();
+    a.h_out = ais ? nullptr : h_out->ptr();
+    a.a_out = ais ? nullptr : a_out->ptr();
+    a.log_w = ais ? log_w->ptr<double>() : nullptr;
+    a.B = B;
+    a.nv = nv;
+    a.nh = nh;
+    a.k = k;
+    a.gauss = gauss;
+    for (int64_t b = 0; b < c.blocks; ++b) {
+      void* smem = alloc_exact(static_cast<size_t>(c.smem_bytes));
+      std::memset(smem, 0xFF, static_cast<size_t>(c.smem_bytes));
+      const K::PersistSmem s = K::persist_smem_layout(smem, nv, nh, c.cb, gauss, ais);
+      const int64_t nd = ais ? c.cb * nh + c.cb : 0;
+      const int64_t nf = (c.smem_bytes - 8 * nd) / 4;
+      OutBuf dpart{reinterpret_cast<char*>(smem), sizeof(double), static_cast<size_t>(nd),
+                   std::vector<int32_t>(static_cast<size_t>(nd), 0)};
+      OutBuf fpart{reinterpret_cast<char*>(s.w), sizeof(float), static_cast<size_t>(nf),
+                   std::vector<int32_t>(static_cast<size_t>(nf), 0)};
+      g_outs.push_back(&dpart);
+      g_outs.push_back(&fpart);
+      const K::SeedPair sp = K::read_seed(a.seed, a.seed_stride);
+      const int64_t r0 = b * c.cb, nrows = K::min64(c.cb, B - r0);
+      auto each_thread = [&](auto&& body) {
+        for (int i = 0; i < c.threads; ++i) body((b & 1) ? c.threads - 1 - i : i);
+      };
+      // element ranges of the float part (relative to s.w) and the float64 part
+      const int64_t fv = s.v - s.w, fh = s.h - s.w, fx = s.x - s.w, dlw = s.lw - s.spd;
+      const Region none{0, 0};
+      const Region v_rows{fv, fv + nrows * nv}, h_rows{fh, fh + nrows * nh};
+      const Region x_rows = gauss ? Region{fx, fx + nrows * nv} : none;
+      const Region spd_rows{0, ais ? nrows * nh : 0}, lw_rows = ais ? Region{dlw, dlw + nrows} : none;
+      each_thread([&](int t) { K::persist_load_thread(a, s, ais, r0, nrows, t, c.threads); });
+      smem_bad += check_regions(fpart, {{0, fv}, v_rows, x_rows});  // W, b, b_A / sigma, c; v, x
+      smem_bad += check_regions(dpart, {lw_rows});
+      auto hidden = [&](int64_t t, int64_t step_k, bool last) {
+        each_thread([&](int th) {
+          K::persist_hidden_thread(a, s, sp, t, ais, step_k, last, r0, nrows, th, c.threads);
+        });
+        smem_bad += check_regions(fpart, {h_rows});
+        smem_bad += check_regions(dpart, {spd_rows});
+      };
+      auto visible = [&](int64_t t, int64_t step_k, bool last) {
+        each_thread([&](int th) {
+          K::persist_visible_thread(a, s, sp, t, ais, step_k, last, r0, nrows, th, c.threads);
+        });
+        smem_bad += check_regions(fpart, {v_rows, x_rows});
+        smem_bad += check_regions(dpart, {});
+      };
+      if (!ais) {
+        hidden(0, 0, k == 0);
+        for (int64_t t = 1; t <= k; ++t) {
+          visible(2 * t - 1, 0, t == k);
+          hidden(2 * t, 0, t == k);
+        }
+      } else {
+        for (int64_t t = 1; t <= k; ++t) {
+          hidden(2 * t - 2, t, false);
+          each_thread([&](int th) { K::persist_row_thread(a, s, t, nrows, th, c.threads); });
+          smem_bad += check_regions(fpart, {});
+          smem_bad += check_regions(dpart, {lw_rows});
+          visible(2 * t - 1, t, t == k);
+        }
+        each_thread([&](int th) { K::persist_store_logw_thread(a, s, r0, nrows, th, c.threads); });
+      }
+      g_outs.pop_back();
+      g_outs.pop_back();
+      std::free(smem);
+    }
+  }
+  std::vector<int64_t> stats = base_stats();
+  for (int64_t x : {static_cast<int64_t>(c.fits), c.cb, c.blocks, static_cast<int64_t>(c.threads), c.smem_bytes,
+                    smem_bad, bad_config})
+    stats.push_back(x);
+  if (ais) {
+    write_outputs(out_path, stats, {log_w, v_out});
+  } else {
+    write_outputs(out_path, stats, {v_out, h_out, a_out});
+  }
+}
+
 }  // namespace sim
 
 int main(int argc, char** argv) {
@@ -229,6 +363,7 @@ int main(int argc, char** argv) {
     switch (op) {
       case 0: sim::run_sweeps(rd, out); break;
       case 1: sim::run_ais(rd, out); break;
+      case 2: sim::run_persist(rd, out); break;
       default: throw std::runtime_error("bad op code");
     }
   });

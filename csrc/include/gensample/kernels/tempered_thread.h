@@ -236,5 +236,231 @@ GS_HOST_DEVICE void ais_hidden_row_finish(const AisHiddenArgs& a, int64_t r, con
   store1<double, double>(a.log_w + r, a.log_w[r] + inc);
 }
 
+// ========================= persistent kernel (small layers) ==========================
+//
+// When W, the biases and the states of at least 8 chains fit in 48 KiB of shared memory, ONE
+// launch runs a whole op (tempered_sweeps_persist / ais_persist in the .cu): a block owns
+// `cb` consecutive chains r0 .. r0 + nrows - 1, loads W, b, c and b_A (or sigma) and its v_0
+// rows once, then runs the phases below with a barrier after each. Within a phase every
+// thread reads only the phase's inputs and writes only its outputs, each element once
+// (checked by the simulated grid). Element phases split the block's stream range
+// [r0 * N, (r0 + nrows) * N) into Philox groups as gibbs_thread.h's sweep kernel does
+// (a group straddling two blocks is computed by both, each keeping its own lanes).
+//
+//   tempered_sweeps: hidden(t = 0), then k times visible(2s - 1), hidden(2s); the last
+//     hidden phase also writes h and a to global memory, the last visible phase v.
+//   ais_rbm, step s = 1..K: hidden(2s - 2) draws h at beta_s and stores the float64
+//     softplus differences per element; row phase: thread rr < nrows folds its chain's
+//     differences (and the ell term of the step's input v) into lw[rr]; visible(2s - 1)
+//     at beta_s. After the last step v and log_w go to global memory.
+
+constexpr int64_t kPersistSmemBytes = 48 * 1024;  // no opt-in attribute needed on any GPU
+constexpr int64_t kPersistMaxChains = 64;
+
+struct PersistSmem {
+  double* spd;  // (cb, nh) AIS softplus differences
+  double* lw;   // (cb,) AIS log-weights
+  float* w;     // (nv, nh)
+  float* vb;    // (nv,)
+  float* bs;    // (nv,) b_A (Bernoulli) or sigma (Gaussian)
+  float* hb;    // (nh,)
+  float* v;     // (cb, nv)
+  float* h;     // (cb, nh)
+  float* x;     // (cb, nv) Gaussian: v / sigma (the hidden input); Bernoulli: == v
+};
+
+GS_HOST_DEVICE int64_t persist_smem_bytes(int64_t nv, int64_t nh, int64_t cb, bool gauss, bool ais) {
+  const int64_t doubles = ais ? cb * nh + cb : 0;
+  const int64_t floats = nv * nh + 2 * nv + nh + cb * (nv + nh) + (gauss ? cb * nv : 0);
+  return 8 * doubles + 4 * floats;
+}
+
+GS_HOST_DEVICE PersistSmem persist_smem_layout(void* base, int64_t nv, int64_t nh, int64_t cb, bool gauss,
+                                               bool ais) {
+  PersistSmem s;
+  s.spd = static_cast<double*>(base);
+  s.lw = s.spd + (ais ? cb * nh : 0);
+  s.w = reinterpret_cast<float*>(s.lw + (ais ? cb : 0));
+  s.vb = s.w + nv * nh;
+  s.bs = s.vb + nv;
+  s.hb = s.bs + nv;
+  s.v = s.hb + nh;
+  s.h = s.v + cb * nv;
+  s.x = gauss ? s.h + cb * nh : s.v;
+  return s;
+}
+
+struct PersistLaunch {
+  bool fits;  // the persistent kernel applies (else: GEMM + epilogue loop)
+  int64_t cb, blocks;
+  int threads;
+  int64_t smem_bytes;
+};
+
+// Chains per block: about two blocks per SM, at least 8 chains, at most what fits.
+GS_HOST_DEVICE PersistLaunch persist_launch(int64_t B, int64_t nv, int64_t nh, bool gauss, bool ais,
+                                            int sm_count) {
+  PersistLaunch c;
+  c.threads = kThreads;
+  const int64_t fixed = persist_smem_bytes(nv, nh, 0, gauss, ais);
+  const int64_t per_chain = persist_smem_bytes(nv, nh, 1, gauss, ais) - fixed;
+  const int64_t max_cb = fixed < kPersistSmemBytes ? min64(kPersistMaxChains, (kPersistSmemBytes - fixed) / per_chain)
+                                                   : 0;
+  const int64_t target = ceil_div(B, 2 * static_cast<int64_t>(sm_count > 0 ? sm_count : 1));
+  c.cb = min64(max_cb, max64(8, target));
+  c.fits = B > 0 && nv > 0 && nh > 0 && c.cb >= 8;
+  if (!c.fits) c.cb = 0;
+  c.blocks = c.fits ? ceil_div(B, c.cb) : 0;
+  c.smem_bytes = c.fits ? persist_smem_bytes(nv, nh, c.cb, gauss, ais) : 0;
+  return c;
+}
+
+struct PersistArgs {
+  const float* v0;    // (B, nv)
+  const float* w;     // (nv, nh)
+  const float* vb;    // (nv,)
+  const float* hb;    // (nh,)
+  const float* bs;    // (nv,) b_A or sigma
+  const float* beta;  // tempered_sweeps: (B,) per chain; ais: betas (K + 1,)
+  const int64_t* seed;
+  int64_t seed_stride;
+  float* v_out;      // (B, nv)
+  float* h_out;      // (B, nh) tempered_sweeps
+  float* a_out;      // (B, nh) tempered_sweeps
+  double* log_w;     // (B,) ais
+  int64_t B, nv, nh;
+  int64_t k;  // sweeps, or K annealing steps
+  bool gauss;
+};
+
+// Phase 0 (all threads, strided): parameters and the block's v_0 rows (and x_0 = v_0 /
+// sigma) into shared memory, lw = 0; for sweeps with k = 0 also v_out = v_0.
+GS_HOST_DEVICE void persist_load_thread(const PersistArgs& a, const PersistSmem& s, bool ais, int64_t r0,
+                                        int64_t nrows, int64_t thread, int64_t threads) {
+  for (int64_t i = thread; i < a.nv * a.nh; i += threads) store1<float, float>(s.w + i, a.w[i]);
+  for (int64_t i = thread; i < a.nv; i += threads) {
+    store1<float, float>(s.vb + i, a.vb[i]);
+    store1<float, float>(s.bs + i, a.bs[i]);
+  }
+  for (int64_t i = thread; i < a.nh; i += threads) store1<float, float>(s.hb + i, a.hb[i]);
+  const float* src = a.v0 + r0 * a.nv;
+  for (int64_t i = thread; i < nrows * a.nv; i += threads) {
+    store1<float, float>(s.v + i, src[i]);
+    if (a.gauss) store1<float, float>(s.x + i, tempered::gaussian_input(src[i], a.bs[i % a.nv]));
+    if (!ais && a.k == 0) store1<float, float>(a.v_out + r0 * a.nv + i, src[i]);
+  }
+  if (ais) {
+    for (int64_t i = thread; i < nrows; i += threads) store1<double, double>(s.lw + i, 0.0);
+  }
+}
+
+// Hidden phase: h = u < sigmoid(a beta) for the block's chains on substream t.
+//   sweeps (ais == false): beta of chain r0 + rr from a.beta; `last` also writes h, a out.
+//   ais: beta_s = a.beta[step_k], beta_{s-1} = a.beta[step_k - 1]; spd gets the
+//   float64 softplus differences.
+GS_HOST_DEVICE void persist_hidden_thread(const PersistArgs& a, const PersistSmem& s, const SeedPair& sp, int64_t t,
+                                          bool ais, int64_t step_k, bool last, int64_t r0, int64_t nrows,
+                                          int64_t thread, int64_t threads) {
+  const int64_t N = a.nh;
+  const uint64_t offset = tempered_step_offset(sp, t);
+  const int64_t lo = r0 * N, hi = (r0 + nrows) * N;
+  const float bk = ais ? a.beta[step_k] : 0.0f, bp = ais ? a.beta[step_k - 1] : 0.0f;
+  for (int64_t g = (lo >> 2) + thread; g <= ((hi - 1) >> 2); g += threads) {
+    uint32_t w[4];
+    philox::words(sp.seed, offset + static_cast<uint64_t>(g), w);
+    float u[4];
+    uniform4(w, u);
+    GS_UNROLL
+    for (int l = 0; l < 4; ++l) {
+      const int64_t i = 4 * g + l;  // stream index == global flat index r * nh + j
+      if (i < lo || i >= hi) continue;
+      const int64_t f = i - lo;
+      const int64_t rr = static_cast<int64_t>(static_cast<uint32_t>(f) / static_cast<uint32_t>(N));
+      const int64_t j = f - rr * N;
+      const float* xr = s.x + rr * a.nv;
+      float acc = 0.0f;
+      for (int64_t q = 0; q < a.nv; ++q) acc += xr[q] * s.w[q * a.nh + j];
+      const float beta = ais ? bk : a.beta[r0 + rr];
+      float av;
+      const float tk = tempered::hidden_logit(acc, s.hb[j], beta, av);
+      const float st = tempered::bernoulli_state(tk, u[l]);
+      store1<float, float>(s.h + f, st);
+      if (ais) {
+        store1<double, double>(s.spd + f, static_cast<double>(gs_softplus(tk)) -
+                                              static_cast<double>(gs_softplus(gs_mul(av, bp))));
+      } else if (last) {
+        store1<float, float>(a.h_out + i, st);
+        store1<float, float>(a.a_out + i, av);
+      }
+    }
+  }
+}
+
+// AIS row phase: thread rr < nrows adds chain rr's step increment to lw[rr].
+GS_HOST_DEVICE void persist_row_thread(const PersistArgs& a, const PersistSmem& s, int64_t step_k, int64_t nrows,
+                                       int64_t thread, int64_t threads) {
+  const float bk = a.beta[step_k], bp = a.beta[step_k - 1];
+  for (int64_t rr = thread; rr < nrows; rr += threads) {
+    double inc = 0.0;
+    for (int64_t j = 0; j < a.nh; ++j) inc += s.spd[rr * a.nh + j];
+    if (!a.gauss) {
+      double ell = 0.0;
+      const float* vr = s.v + rr * a.nv;
+      for (int64_t i = 0; i < a.nv; ++i) ell += static_cast<double>(gs_sub(s.vb[i], s.bs[i])) * static_cast<double>(vr[i]);
+      inc = inc + (static_cast<double>(bk) - static_cast<double>(bp)) * ell;
+    }
+    store1<double, double>(s.lw + rr, s.lw[rr] + inc);
+  }
+}
+
+// Visible phase: v from h on substream t at beta (per chain, or betas[step_k] for AIS);
+// Gaussian also x = v / sigma. `last` writes v out.
+GS_HOST_DEVICE void persist_visible_thread(const PersistArgs& a, const PersistSmem& s, const SeedPair& sp, int64_t t,
+                                           bool ais, int64_t step_k, bool last, int64_t r0, int64_t nrows,
+                                           int64_t thread, int64_t threads) {
+  const int64_t N = a.nv;
+  const uint64_t offset = tempered_step_offset(sp, t);
+  const int64_t lo = r0 * N, hi = (r0 + nrows) * N;
+  for (int64_t g = (lo >> 2) + thread; g <= ((hi - 1) >> 2); g += threads) {
+    uint32_t w[4];
+    philox::words(sp.seed, offset + static_cast<uint64_t>(g), w);
+    float rnd[4];
+    if (a.gauss) {
+      normal4(w, rnd);
+    } else {
+      uniform4(w, rnd);
+    }
+    GS_UNROLL
+    for (int l = 0; l < 4; ++l) {
+      const int64_t i = 4 * g + l;
+      if (i < lo || i >= hi) continue;
+      const int64_t f = i - lo;
+      const int64_t rr = static_cast<int64_t>(static_cast<uint32_t>(f) / static_cast<uint32_t>(N));
+      const int64_t j = f - rr * N;
+      const float* hr = s.h + rr * a.nh;
+      const float* wj = s.w + j * a.nh;
+      float acc = 0.0f;
+      for (int64_t q = 0; q < a.nh; ++q) acc += hr[q] * wj[q];
+      const float beta = ais ? a.beta[step_k] : a.beta[r0 + rr];
+      float v;
+      if (a.gauss) {
+        v = tempered::gaussian_sample(tempered::gaussian_mean(acc, s.vb[j], s.bs[j], beta), s.bs[j], rnd[l]);
+        store1<float, float>(s.x + f, tempered::gaussian_input(v, s.bs[j]));
+      } else {
+        v = tempered::bernoulli_state(tempered::visible_logit(acc, s.vb[j], s.bs[j], beta, gs_sub(1.0f, beta)),
+                                      rnd[l]);
+      }
+      store1<float, float>(s.v + f, v);
+      if (last) store1<float, float>(a.v_out + i, v);
+    }
+  }
+}
+
+// AIS epilogue (after the last step): log_w of the block's chains to global memory.
+GS_HOST_DEVICE void persist_store_logw_thread(const PersistArgs& a, const PersistSmem& s, int64_t r0, int64_t nrows,
+                                              int64_t thread, int64_t threads) {
+  for (int64_t rr = thread; rr < nrows; rr += threads) store1<double, double>(a.log_w + r0 + rr, s.lw[rr]);
+}
+
 }  // namespace kernels
 }  // namespace gensample
