@@ -265,7 +265,8 @@ def pt_round(state: PTState, params: PTParams) -> tuple[PTState, PTRoundInfo]:
     partner = torch.where((partner >= 0) & (partner < R), partner, idx)
     kw = {"visible_base": None, "sigma": params.sigma} if params.sigma is not None else \
         {"visible_base": params.visible_base}
-    lp = lambda beta: _tempered.tempered_log_density(v, a, beta, params.visible_bias, **kw)  # noqa: E731
+    v64, a64 = v.to(_F64), a.to(_F64)  # converted once for both evaluations
+    lp = lambda beta: _tempered.tempered_log_density(v64, a64, beta, params.visible_bias, **kw)  # noqa: E731
     L_self = lp(beta_rows)
     D = lp(betas[partner]) - L_self
     walker = state.walker
