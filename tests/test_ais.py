@@ -407,6 +407,7 @@ def test_one_op_call_per_run(monkeypatch):
     # the whole annealing run is one ais_rbm op call (no per-beta host round trips)
     from gensample.ops import tempered
 
+    m, _, _, _ = _runs("bern-easy")  # (computed before counting)
     calls = []
     real = tempered._op
 
@@ -415,7 +416,6 @@ def test_one_op_call_per_run(monkeypatch):
         return real(name, backend)
 
     monkeypatch.setattr(tempered, "_op", counting)
-    m, _, _, _ = _runs("bern-easy")
     E.ais_log_partition(m, n_chains=8, n_betas=200, backend=BACKEND)
     E.reverse_ais_log_partition(m, n_chains=8, n_betas=200, backend=BACKEND)
     ll = E.evaluate_log_likelihood(m, E.exact_samples(m, 10), log_z="reverse_ais", n_chains=8, n_betas=20,
