@@ -846,11 +846,21 @@ def case_langevin(args, results, backends, case):
                  extra_fns={"acceptance rate": _acceptance} if mala else None)
 
 
+def _uptime() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
+    except Exception as e:  # no uptime binary: the load average from /proc
+        return f"loadavg {common._read('/proc/loadavg')} ({type(e).__name__})"
+
+
 def main():
     args = ARGS
     device = args.device
     results, notes, t_start = common.start_run(
         args, "ess", "--quick run: tiny cases; a smoke test, not a measurement", busy_what="CPU timings")
+    notes.append(f"machine load at the start (`uptime`): {_uptime()}")
     backends = gensample_backends(device, notes)
     results["backends"] = backends
     for n in notes:
@@ -865,6 +875,7 @@ def main():
             handlers[case] = (lambda c: (lambda: case_langevin(args, results, backends, c)))(case)
     sec_times = common.run_sections(args.case_list, handlers, notes, _err)
     common.finish_meta(results, t_start, sec_times)
+    notes.append(f"machine load at the end (`uptime`): {_uptime()}")
     md = render_all(results)
     common.save_results(results, args.json, HERE, "ess", device, md_text=md if args.json else None)
     print(md, end="")
