@@ -92,8 +92,8 @@ DIGITS_EPOCHS = {False: 20, True: 2}
 DIAG_BLOCK = 1 << 21  # elements per diagnostics call
 MAX_UNITS = 100  # the "units" statistic uses at most this many visible units (evenly spaced)
 RHAT_OK = 1.1  # above this (the classic Gelman-Rubin cut) the chains clearly have not mixed: their ESS means nothing
-ALL_CASES = ("gibbs-64x32", "gibbs-64x32-thin10", "gibbs-784x500", "pt-bimodal", "ula-gauss100", "mala-gauss100", "ula-mix100",
-             "mala-mix100")
+ALL_CASES = ("gibbs-64x32", "gibbs-64x32-thin10", "gibbs-784x500", "pt-bimodal", "ula-gauss100", "mala-gauss100",
+             "ula-mix100", "mala-mix100")
 
 
 def parse_args(argv=None):
@@ -153,8 +153,8 @@ def render_ess(results) -> str:
             if "error" in r:
                 rows.append([r["impl"], "error: " + str(r["error"])[:90]] + ["-"] * (len(head) - 2))
                 continue
-            row = [r["impl"], _fnum(r["steps_per_s"]), f"{_fnum(r['steps_per_s_p20'])} to {_fnum(r['steps_per_s_p80'])}",
-                   _fnum(r["sampling_wall_s"])]
+            row = [r["impl"], _fnum(r["steps_per_s"]),
+                   f"{_fnum(r['steps_per_s_p20'])} to {_fnum(r['steps_per_s_p80'])}", _fnum(r["sampling_wall_s"])]
             for s in stats:
                 st = r["stats"].get(s)
                 if st is None:
@@ -183,9 +183,10 @@ def render_ess(results) -> str:
                 for s in stats:
                     a, b = r["stats"].get(s), tb["stats"].get(s)
                     if a and b:
+                        pd = "ess_bulk_min_per_draw"
                         cmp_lines.append(
                             f"- {r['impl']} / {ref}, {s}: steps/s {_fx(_ratio(r['steps_per_s'], tb['steps_per_s']))}, "
-                            f"bulk ESS per draw (min) {_fx(_ratio(a['ess_bulk_min_per_draw'], b['ess_bulk_min_per_draw']))}, "
+                            f"bulk ESS per draw (min) {_fx(_ratio(a[pd], b[pd]))}, "
                             f"(median) {_fx(_ratio(a['ess_bulk_median_per_draw'], b['ess_bulk_median_per_draw']))}, "
                             f"bulk ESS/s (min) {_fx(_ratio(a['ess_bulk_min_per_s'], b['ess_bulk_min_per_s']))}")
         out.append(desc + "\n\n" + md_table(head, rows)
@@ -197,12 +198,46 @@ def render_ess(results) -> str:
     return "\n\n".join(out)
 
 
+def render_summary(results) -> str:
+    """One row per case and implementation: the first statistic of the case, against the reference."""
+    from common import md_table
+
+    rows = []
+    for case, recs in common.group_records(results, "ess", lambda r: r["case"]).items():
+        ref = recs[0].get("reference_impl", TEXTBOOK)
+        tb = next((r for r in recs if r["impl"] == ref and "error" not in r), None)
+        for r in recs:
+            if "error" in r or not r.get("stats"):
+                rows.append([case, r["impl"], "error"] + ["-"] * 7)
+                continue
+            sname = next(iter(r["stats"]))
+            st = r["stats"][sname]
+            b = tb["stats"].get(sname) if tb else None
+            mixed = st["rhat_max"] is not None and st["rhat_max"] <= RHAT_OK
+            rows.append([
+                case, r["impl"], sname, _fnum(r["steps_per_s"]),
+                _fx(_ratio(r["steps_per_s"], tb["steps_per_s"])) if tb else "-",
+                _fnum(st["ess_bulk_min_per_s"]) + ("" if mixed else " (not mixed)"),
+                _fx(_ratio(st["ess_bulk_min_per_s"], b["ess_bulk_min_per_s"])) if b else "-",
+                _fx(_ratio(st["ess_bulk_min_per_draw"], b["ess_bulk_min_per_draw"])) if b else "-",
+                _fx(_ratio(st["ess_bulk_median_per_draw"], b["ess_bulk_median_per_draw"])) if b else "-",
+                _fnum(st["rhat_max"]),
+            ])
+    if not rows:
+        return ""
+    head = ["case", "impl", "statistic", "steps/s", "steps/s x ref", "bulk ESS/s (min)", "ESS/s x ref",
+            "ESS/draw (min) x ref", "ESS/draw (median) x ref", "R-hat max"]
+    return ("### Summary\n\nref = the eager textbook (for pt-bimodal: the textbook PT). Per-case tables "
+            "follow.\n\n" + md_table(head, rows))
+
+
 def render_all(results) -> str:
     import render
 
     m = results.get("meta", {})
     load = f"Load average at start: `{m.get('loadavg_start')}`; at end: `{m.get('loadavg_end')}`."
-    parts = [render.render_meta(results), load, render_ess(results), render.render_notes(results)]
+    parts = [render.render_meta(results), load, render_summary(results), render_ess(results),
+             render.render_notes(results)]
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
