@@ -397,6 +397,23 @@ _GPU_SCRIPT = textwrap.dedent(r"""
                 same(f"{name} ais v_K {B}x{nv}x{nh} gauss={gauss}", vK, vK_ref)
                 err = float((lw - lw_ref).abs().max())
                 assert err < 1e-4 * 20 * (1 + float(lw_ref.abs().max())), (name, err)
+    # the whole AIS run is graph-capturable (no host sync, betas read on the device): persistent
+    # and looped sizes
+    for B, nv, nh in ((64, 20, 12), (64, 200, 100)):
+        w, vb, hb, base, v0 = dyadic(nv, nh, scale=0.5), dyadic(nv), dyadic(nh), dyadic(nv), binary(B, nv)
+        betas = torch.linspace(0, 1, 50, device=dev)
+        lw_ref, vK_ref = ops.ais_rbm_torch(v0, w, vb, hb, base, betas, None, seed)
+        for name in [n for n in impls if n != "triton-looped"]:
+            op = getattr(ops, "ais_rbm" + ("_triton" if name == "triton" else ""))
+            op(v0, w, vb, hb, base, betas, None, seed)
+            torch.cuda.synchronize()
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g):
+                lw, vK = op(v0, w, vb, hb, base, betas, None, seed)
+            g.replay()
+            torch.cuda.synchronize()
+            same(f"{name} graph replay ais v_K {nv}x{nh}", vK, vK_ref)
+            assert float((lw - lw_ref).abs().max()) < 1e-3, name
     # AIS end to end: the triton (and cuda) estimate of log Z of a small RBM brackets the exact value
     nv, nh = 12, 8
     w = (torch.randn(nv, nh, generator=gen) * 0.5).to(dev)
