@@ -295,11 +295,16 @@ GS_ALWAYS_INLINE void gemm_row_general_impl(const float* W, int64_t ld, int64_t 
 
 // One (row chunk x column tile) block of the GEMM for the block's chains: chain r adds
 // the rows idx[r * ldi + bounds[r * ldb + ch] .. bounds[r * ldb + ch + 1]) of the tile
-// Wt into out[r * ldo ..] (kAcc: onto what is there; else from zero).
+// Wt into out[r * ldo ..] (kAcc: onto what is there; else from zero). With pf non-null,
+// the pf_lines cache lines at pf (the next block of W) are prefetched, spread over the
+// chains, so that the next block arrives while this one is summed.
 template <int NV, bool kAcc>
 GS_ALWAYS_INLINE void gemm_block_impl(const float* Wt, int64_t rows, const int32_t* idx, int64_t ldi,
-                                      const int32_t* bounds, int64_t ldb, int64_t ch, float* out, int64_t ldo) {
+                                      const int32_t* bounds, int64_t ldb, int64_t ch, float* out, int64_t ldo,
+                                      const char* pf, int64_t pf_lines) {
+  const int64_t per = pf != nullptr ? (pf_lines + rows - 1) / rows : 0;
   for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t l = r * per; l < std::min(pf_lines, (r + 1) * per); ++l) __builtin_prefetch(pf + 64 * l, 0, 3);
     const int32_t b0 = bounds[r * ldb + ch], b1 = bounds[r * ldb + ch + 1];
     sum_rows_impl<NV, kAcc>(Wt, 8 * NV, idx + r * ldi + b0, b1 - b0, out + r * ldo);
   }
@@ -307,26 +312,34 @@ GS_ALWAYS_INLINE void gemm_block_impl(const float* Wt, int64_t rows, const int32
 
 template <int NV>
 GS_ALWAYS_INLINE void gemm_chunk_impl(const float* Wt, int64_t rows, const int32_t* idx, int64_t ldi,
-                                      const int32_t* bounds, int64_t ldb, int64_t ch, float* out, int64_t ldo) {
+                                      const int32_t* bounds, int64_t ldb, int64_t ch, float* out, int64_t ldo,
+                                      const char* pf, int64_t pf_lines) {
   if (ch == 0)
-    gemm_block_impl<NV, false>(Wt, rows, idx, ldi, bounds, ldb, ch, out, ldo);
+    gemm_block_impl<NV, false>(Wt, rows, idx, ldi, bounds, ldb, ch, out, ldo, pf, pf_lines);
   else
-    gemm_block_impl<NV, true>(Wt, rows, idx, ldi, bounds, ldb, ch, out, ldo);
+    gemm_block_impl<NV, true>(Wt, rows, idx, ldi, bounds, ldb, ch, out, ldo, pf, pf_lines);
 }
 
-// The whole GEMM of a block: out[r, :] = (binary states of chain r) @ W (row stride ld).
+// The whole GEMM of a block: out[r, :] = (binary states of chain r) @ W (row stride ld),
+// rows of W in chunks of chunk_rows (the bounds of make_bounds with the same chunk_rows).
 GS_ALWAYS_INLINE void block_gemm_impl(const float* W, int64_t ld, int64_t n_in, int64_t rows, const int32_t* idx,
-                                      int64_t ldi, const int32_t* bounds, int64_t ldb, float* out) {
-  const int64_t nch = std::max<int64_t>(1, (n_in + kChunkRows - 1) / kChunkRows);
+                                      int64_t ldi, const int32_t* bounds, int64_t ldb, float* out,
+                                      int64_t chunk_rows = kChunkRows, bool prefetch = false) {
+  const int64_t nch = std::max<int64_t>(1, (n_in + chunk_rows - 1) / chunk_rows);
+  const char* end = reinterpret_cast<const char*>(W + ld * n_in);
   for (int64_t j0 = 0; j0 < ld; j0 += kTileW) {
     const int64_t tw = std::min(kTileW, ld - j0);
     const float* Wt = W + j0 * n_in;
     for (int64_t ch = 0; ch < nch; ++ch) {
+      // the next block follows this one in memory (tile-major packing)
+      const char* pf = prefetch ? reinterpret_cast<const char*>(Wt + (ch + 1) * chunk_rows * tw) : nullptr;
+      const int64_t pf_lines = pf != nullptr && pf < end ? std::min<int64_t>(chunk_rows * tw * 4, end - pf) / 64 : 0;
+      if (pf_lines == 0) pf = nullptr;
       switch (tw / 8) {
-#define GS_CASE(K) case K: gemm_chunk_impl<K>(Wt, rows, idx, ldi, bounds, ldb, ch, out + j0, ld); break;
+#define GS_CASE(K) case K: gemm_chunk_impl<K>(Wt, rows, idx, ldi, bounds, ldb, ch, out + j0, ld, pf, pf_lines); break;
         GS_CASE(1) GS_CASE(2) GS_CASE(3) GS_CASE(4) GS_CASE(5) GS_CASE(6) GS_CASE(7)
 #undef GS_CASE
-        default: gemm_chunk_impl<8>(Wt, rows, idx, ldi, bounds, ldb, ch, out + j0, ld); break;
+        default: gemm_chunk_impl<8>(Wt, rows, idx, ldi, bounds, ldb, ch, out + j0, ld, pf, pf_lines); break;
       }
     }
   }
@@ -470,14 +483,15 @@ std::vector<T>& at_least(std::vector<T>& v, int64_t n) {
   return v;
 }
 
-// bounds[r, ch] = first list position of chain r with index >= ch * kChunkRows.
-void make_bounds(int64_t rows, const int32_t* idx, int64_t ldi, const int32_t* cnt, int64_t nch, int32_t* bounds) {
+// bounds[r, ch] = first list position of chain r with index >= ch * chunk_rows.
+void make_bounds(int64_t rows, const int32_t* idx, int64_t ldi, const int32_t* cnt, int64_t nch, int32_t* bounds,
+                 int64_t chunk_rows = kChunkRows) {
   for (int64_t r = 0; r < rows; ++r) {
     const int32_t* l = idx + r * ldi;
     int32_t* b = bounds + r * (nch + 1);
     b[0] = 0;
     for (int64_t ch = 1; ch < nch; ++ch)
-      b[ch] = static_cast<int32_t>(std::lower_bound(l, l + cnt[r], static_cast<int32_t>(ch * kChunkRows)) - l);
+      b[ch] = static_cast<int32_t>(std::lower_bound(l, l + cnt[r], static_cast<int32_t>(ch * chunk_rows)) - l);
     b[nch] = cnt[r];
   }
 }

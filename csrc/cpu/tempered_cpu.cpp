@@ -206,6 +206,31 @@ inline void gaussian_row_impl(const float* GS_RESTRICT acc, const float* GS_REST
   }
 }
 
+// Index list of a binary row x (n units) for the grouped tables (build_lut layout, tile
+// packed): one entry 16 g + e per group g of 4 units whose pattern e is not 0. A row's
+// product is then one table row per active group instead of one W row per active unit.
+template <bool kAvx2>
+inline int32_t grouped_list_impl(const float* GS_RESTRICT x, int64_t n, int32_t* GS_RESTRICT idx) {
+  int32_t c = 0;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const int m = mask8<kAvx2>(x + i);
+    const int32_t g = static_cast<int32_t>(i / 4);
+    const int lo = m & 15, hi = m >> 4;
+    idx[c] = 16 * g + lo;
+    c += lo != 0 ? 1 : 0;
+    idx[c] = 16 * (g + 1) + hi;
+    c += hi != 0 ? 1 : 0;
+  }
+  for (; i < n; i += 4) {
+    int m = 0;
+    for (int64_t l = i; l < std::min(n, i + 4); ++l) m |= (x[l] != 0.0f ? 1 : 0) << (l - i);
+    idx[c] = static_cast<int32_t>(16 * (i / 4) + m);
+    c += m != 0 ? 1 : 0;
+  }
+  return c;
+}
+
 #define GS_TEMPERED_VARIANTS(SFX, ATTR, AVX2)                                                                         \
   ATTR __attribute__((noinline, flatten)) int32_t hidden_ais##SFX(const float* acc, const float* c, float beta,       \
                                                                   float bprev, const float* u, float* h, float* a_out, \
@@ -247,8 +272,12 @@ inline void gaussian_row_impl(const float* GS_RESTRICT acc, const float* GS_REST
   }                                                                                                                   \
   ATTR __attribute__((noinline, flatten)) void block_gemm##SFX(const float* W, int64_t ldw, int64_t n_in,             \
                                                                int64_t rows, const int32_t* idx, int64_t ldi,          \
-                                                               const int32_t* bounds, int64_t ldb, float* out) {       \
-    block_gemm_impl(W, ldw, n_in, rows, idx, ldi, bounds, ldb, out);                                                   \
+                                                               const int32_t* bounds, int64_t ldb, float* out,         \
+                                                               int64_t chunk, bool pf) {                               \
+    block_gemm_impl(W, ldw, n_in, rows, idx, ldi, bounds, ldb, out, chunk, pf);                                        \
+  }                                                                                                                   \
+  ATTR __attribute__((noinline, flatten)) int32_t grouped_list##SFX(const float* x, int64_t n, int32_t* idx) {       \
+    return grouped_list_impl<AVX2>(x, n, idx);                                                                         \
   }
 
 GS_TEMPERED_VARIANTS(_base, , false)
@@ -274,6 +303,10 @@ struct Model {
   uint64_t key = 0, offset = 0;
   int64_t B = 0, nv = 0, nh = 0, ldv = 0, ldh = 0;
   Layer to_h{}, to_v{};           // packed W (v -> h) and W^T (h -> v), tables when small
+  Layer to_hg{}, to_vg{};         // grouped tables (tile packed), used when hg / vg
+  bool hg = false, vg = false;
+  int64_t gchunk = 128;           // table rows per chunk of the grouped GEMMs
+  bool prefetch = true;           // software prefetch of the next block of W
   const float *b = nullptr, *c = nullptr, *base = nullptr, *sigma = nullptr;  // sigma: Gaussian
   const double* diff = nullptr;   // AIS Bernoulli: float64(b - b_A) (the float32 difference)
   const float* beta = nullptr;    // per-chain betas (tempered_sweeps), else null
@@ -284,7 +317,7 @@ struct Model {
 // Per-thread scratch (grow-only, kept across calls: fresh allocations would page-fault).
 struct Scratch {
   std::vector<float> acc, ubuf, hs;
-  std::vector<int32_t> idx_v, idx_h, cnt_v, cnt_h, bnd_v, bnd_h;
+  std::vector<int32_t> idx_v, idx_h, cnt_v, cnt_h, bnd_v, bnd_h, idx_g, cnt_g, bnd_g;
   std::vector<double> ell, inc;
 };
 
@@ -295,7 +328,7 @@ Scratch& thread_scratch() {
 
 // A block of chains [r0, r0 + rows) and its scratch.
 struct Blk {
-  int64_t r0 = 0, rows = 0, ldiv, ldih, nchv, nchh;
+  int64_t r0 = 0, rows = 0, ldiv, ldih, nchv, nchh, ldig;
   Scratch& s;
   Blk(const Model& M, int64_t nb) : ldiv(M.nv + 8), ldih(M.nh + 8), s(thread_scratch()) {
     nchv = std::max<int64_t>(1, (M.nv + kChunkRows - 1) / kChunkRows);
@@ -311,6 +344,11 @@ struct Blk {
     at_least(s.bnd_h, nb * (nchh + 1));
     at_least(s.ell, nb);
     at_least(s.inc, nb);
+    ldig = (std::max(M.nv, M.nh) + 3) / 4 + 8;
+    const int64_t nchg = (16 * ldig + M.gchunk - 1) / M.gchunk;
+    at_least(s.idx_g, nb * ldig);
+    at_least(s.cnt_g, nb);
+    at_least(s.bnd_g, nb * (nchg + 1));
   }
   float beta_of(const Model& M, int64_t r, float step_beta) const {
     return M.beta != nullptr ? M.beta[r0 + r] : step_beta;
@@ -340,14 +378,27 @@ void for_row_groups(const Model& M, uint64_t off, bool normal, const Blk& S, int
 
 // acc (rows x ld of L) = binary states @ W of layer L, from the block's index lists (or
 // the tables, from the states themselves: row stride L.n_in).
-void gemm_binary(const Layer& L, Blk& S, const int32_t* idx, int64_t ldi, const int32_t* cnt, int32_t* bnd,
+void gemm_binary(const Model& M, const Layer& L, Blk& S, const int32_t* idx, int64_t ldi, const int32_t* cnt, int32_t* bnd,
                  int64_t nch, const float* states) {
   if (L.T != nullptr) {
     GS_PICK(lut_gemm)(L.T, L.ld, L.n_in, S.rows, states, L.n_in, S.s.acc.data());
     return;
   }
   make_bounds(S.rows, idx, ldi, cnt, nch, bnd);
-  GS_PICK(block_gemm)(L.W, L.ld, L.n_in, S.rows, idx, ldi, bnd, nch + 1, S.s.acc.data());
+  GS_PICK(block_gemm)(L.W, L.ld, L.n_in, S.rows, idx, ldi, bnd, nch + 1, S.s.acc.data(), kChunkRows,
+                      M.prefetch);
+}
+
+// acc = binary states (n units, row stride n) @ W by the grouped tables G (G.n_in = 16 groups).
+void gemm_grouped(const Model& M, const Layer& G, Blk& S, const float* states, int64_t n) {
+  auto list_fn = GS_PICK(grouped_list);
+  int32_t* idx = S.s.idx_g.data();
+  int32_t* cnt = S.s.cnt_g.data();
+  for (int64_t r = 0; r < S.rows; ++r) cnt[r] = list_fn(states + r * n, n, idx + r * S.ldig);
+  const int64_t nch = std::max<int64_t>(1, (G.n_in + M.gchunk - 1) / M.gchunk);
+  make_bounds(S.rows, idx, S.ldig, cnt, nch, S.s.bnd_g.data(), M.gchunk);
+  GS_PICK(block_gemm)(G.W, G.ld, G.n_in, S.rows, idx, S.ldig, S.s.bnd_g.data(), nch + 1, S.s.acc.data(), M.gchunk,
+                      M.prefetch);
 }
 
 // The hidden GEMM of the block's current visible states v (block base, row stride nv):
@@ -362,8 +413,12 @@ void gemm_hidden_from(const Model& M, Blk& S, const float* v, bool lists_ready) 
       binary = binary && S.s.cnt_v[r] >= 0;
     }
   }
+  if (binary && M.hg) {
+    gemm_grouped(M, M.to_hg, S, v, M.nv);
+    return;
+  }
   if (binary) {
-    gemm_binary(M.to_h, S, S.s.idx_v.data(), S.ldiv, S.s.cnt_v.data(), S.s.bnd_v.data(), S.nchv, v);
+    gemm_binary(M, M.to_h, S, S.s.idx_v.data(), S.ldiv, S.s.cnt_v.data(), S.s.bnd_v.data(), S.nchv, v);
     return;
   }
   auto general_fn = GS_PICK(gemm_rows_general);
@@ -392,7 +447,10 @@ void hidden_epilogue(const Model& M, Blk& S, uint64_t off, const float* acc, int
 // AIS: ell = sum_i diff_i v_i) or the Gaussian one (v and x = v / sigma).
 void visible_half(const Model& M, Blk& S, uint64_t off, float step_beta, const float* h, float* v, float* x,
                   bool with_ell) {
-  gemm_binary(M.to_v, S, S.s.idx_h.data(), S.ldih, S.s.cnt_h.data(), S.s.bnd_h.data(), S.nchh, h);
+  if (M.vg)
+    gemm_grouped(M, M.to_vg, S, h, M.nh);
+  else
+    gemm_binary(M, M.to_v, S, S.s.idx_h.data(), S.ldih, S.s.cnt_h.data(), S.s.bnd_h.data(), S.nchh, h);
   const float* acc = S.s.acc.data();
   if (M.gaussian) {
     auto fn = GS_PICK(gaussian_row);
@@ -479,7 +537,8 @@ void check_inputs(const at::Tensor& v, const at::Tensor& weight, const at::Tenso
 }
 
 void prepare(Prepared& P, const at::Tensor& v, const at::Tensor& weight, const at::Tensor& b, const at::Tensor& c,
-             const at::Tensor& base, const std::optional<at::Tensor>& sigma, const at::Tensor& seed, bool ais) {
+             const at::Tensor& base, const std::optional<at::Tensor>& sigma, const at::Tensor& seed, bool ais,
+             int64_t steps) {
   Model& M = P.M;
   read_seed(seed, M.key, M.offset);
   M.B = v.size(0);
@@ -528,6 +587,42 @@ void prepare(Prepared& P, const at::Tensor& v, const at::Tensor& weight, const a
     P.keep.push_back(build_lut(weight.t(), M.ldv));
     M.to_v.T = P.keep.back().const_data_ptr<float>();
   }
+  // Grouped tables (4-unit patterns: one table row per active group of 4 instead of one W
+  // row per active unit: fewer loads at any density, but 4x the bytes of W). Opt-in:
+  // GENSAMPLE_CPU_TEMPERED_GROUPED=1 (both directions) or auto (long runs: the h -> v
+  // GEMM, and v -> h when v_0 is denser than 1/4). On the 2-core dev VM the tables do not
+  // stay in cache and AIS 784x500 ran 1.6 to 1.8x SLOWER with them (memory-bound), so the
+  // default is the plain row sums. Not with the small-layer tables.
+  if (const char* pe = std::getenv("GENSAMPLE_CPU_TEMPERED_PREFETCH"); pe != nullptr && pe[0] == '0')
+    M.prefetch = false;
+  const char* ge = std::getenv("GENSAMPLE_CPU_TEMPERED_GROUPED");
+  const std::string gforce = ge != nullptr ? ge : "";
+  if (const char* gc = std::getenv("GENSAMPLE_CPU_TEMPERED_GCHUNK"); gc != nullptr && gc[0] != '\0')
+    M.gchunk = std::max<int64_t>(16, std::atoll(gc));
+  if (!lut && M.nv > 0 && M.nh > 0) {
+    const bool long_run = M.B * steps >= 2000;
+    if (gforce == "1") {
+      M.vg = true;
+      M.hg = P.path != Path::kMm;
+    } else if (gforce == "auto" && long_run) {
+      M.vg = true;
+      if (P.path != Path::kMm) {
+        const at::Tensor vc = v.contiguous();
+        const float* vp = vc.const_data_ptr<float>();
+        int64_t ones = 0;
+        for (int64_t e = 0; e < M.B * M.nv; ++e) ones += vp[e] != 0.0f ? 1 : 0;
+        M.hg = ones * 4 > M.B * M.nv;  // density above 1/4
+      }
+    }
+  }
+  auto grouped = [&](const at::Tensor& w, int64_t ld, int64_t n_in, int64_t n_out, const float* bias) {
+    const int64_t ng = (n_in + 3) / 4;
+    at::Tensor t = build_lut(w, ld).view({16 * ng, ld});
+    P.keep.push_back(pack_tiles(t, ld));
+    return Layer{P.keep.back().const_data_ptr<float>(), ld, 16 * ng, n_out, bias, nullptr};
+  };
+  if (M.vg) M.to_vg = grouped(weight.t(), M.ldv, M.nh, M.nv, M.b);
+  if (M.hg) M.to_hg = grouped(weight, M.ldh, M.nv, M.nh, M.c);
   // Chains per block: every chain of a block reuses each L1-resident block of W, so as
   // many as the threads allow (100 AIS chains on 2 threads: 2 blocks of 50), at most 64.
   const int64_t nthreads = std::max<int64_t>(1, at::get_num_threads());
@@ -553,7 +648,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> tempered_sweeps_cpu(const at::Ten
   at::Tensor a_out = empty_output({B, nh}, v0.options());
   if (B == 0) return {v_out, h_out, a_out};
   Prepared P;
-  prepare(P, v0, weight, visible_bias, hidden_bias, visible_base, sigma, seed, false);
+  prepare(P, v0, weight, visible_bias, hidden_bias, visible_base, sigma, seed, false, k + 1);
   const at::Tensor vin = v0.contiguous(), betac = beta.contiguous();
   P.M.beta = betac.const_data_ptr<float>();
   const Model& M = P.M;
@@ -628,7 +723,7 @@ std::tuple<at::Tensor, at::Tensor> ais_rbm_cpu(const at::Tensor& v0, const at::T
     return {log_w, v_out};
   }
   Prepared P;
-  prepare(P, v0, weight, visible_bias, hidden_bias, visible_base, sigma, seed, true);
+  prepare(P, v0, weight, visible_bias, hidden_bias, visible_base, sigma, seed, true, K);
   const Model& M = P.M;
   const at::Tensor bc = betas.contiguous();
   const float* bs = bc.const_data_ptr<float>();
