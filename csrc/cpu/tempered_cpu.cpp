@@ -55,12 +55,10 @@ typedef double d4 __attribute__((vector_size(32)));
 // (y > sqrt 2 halved, x = m - 1 exact, degree-9 polynomial, Cody-Waite ln 2); then
 // log1p(e) = log(y) + c / y, with c / y ~= c (1.5 - 0.5 y) (c <= 2^-24, so the 12%
 // error of that 1 / y is below 1e-8 absolute). Within a few ulp of the true softplus.
-template <bool kAvx2, int N>
-GS_ALWAYS_INLINE void softplus_vec(const vec* t, vec* sp) {
+// softplus(t) from e = exp(-|t|).
+template <int N>
+GS_ALWAYS_INLINE void softplus_from_e(const vec* t, const vec* e, vec* sp) {
   const vec zero = VecOf<float>::splat(0.0f), one = VecOf<float>::splat(1.0f);
-  vec at[N], e[N];
-  GS_EACH(i) at[i] = t[i] < zero ? -t[i] : t[i];
-  exp_neg<kAvx2, N>(at, e);
   GS_EACH(i) {
     const vec y = one + e[i];
     const vec c = e[i] - (y - one);
@@ -85,6 +83,15 @@ GS_ALWAYS_INLINE void softplus_vec(const vec* t, vec* sp) {
     l = l + c * (1.5f - y * 0.5f);
     sp[i] = (t[i] > zero ? t[i] : zero) + l;
   }
+}
+
+template <bool kAvx2, int N>
+GS_ALWAYS_INLINE void softplus_vec(const vec* t, vec* sp) {
+  const vec zero = VecOf<float>::splat(0.0f);
+  vec at[N], e[N];
+  GS_EACH(i) at[i] = t[i] < zero ? -t[i] : t[i];
+  exp_neg<kAvx2, N>(at, e);
+  softplus_from_e<N>(t, e, sp);
 }
 
 // s += float64(a) - float64(b), lane by lane (8 floats -> two d4 accumulators).
@@ -112,16 +119,21 @@ GS_ALWAYS_INLINE int32_t hidden_step(const float* GS_RESTRICT acc, const float* 
     t[i] = a[i] * beta;
     if (kA) *reinterpret_cast<uvec*>(a_out + j + 8 * i) = a[i];
   }
-  sigmoid_denom<kAvx2, N>(t, d);
+  vec e[N];
+  exp_neg<kAvx2, N>(t, e);  // sigmoid_denom, keeping e = exp(-t) for the softplus
+  GS_EACH(i) d[i] = one + e[i];
   GS_EACH(i) {
     const ivec m = draw_from_denom<kAvx2>(VecOf<float>::load_f32(u + j + 8 * i), d[i]);
     *reinterpret_cast<uvec*>(h + j + 8 * i) = m ? one : zero;
     cnt = compact8<kAvx2>(m, static_cast<int32_t>(j + 8 * i), idx, cnt);
   }
   if (kAis) {
-    vec tp[N], spk[N], spp[N];
+    vec tp[N], spk[N], spp[N], ek[N];
     GS_EACH(i) tp[i] = a[i] * bprev;
-    softplus_vec<kAvx2, N>(t, spk);
+    // exp(-|t|) = e for t >= 0, 1 / e for t < 0 (|t| <= 87: e is finite; beyond, the
+    // clamp changes log1p by < 2e-38)
+    GS_EACH(i) ek[i] = t[i] >= zero ? e[i] : one / e[i];
+    softplus_from_e<N>(t, ek, spk);
     softplus_vec<kAvx2, N>(tp, spp);
     GS_EACH(i) add_diff64(spk[i], spp[i], s0, s1);
   }
