@@ -312,10 +312,10 @@ _COMPILE_SCRIPT = textwrap.dedent(r"""
     if FULL:
         for nv, nh in ((64, 32), (64, 128), (128, 64), (16, 16), (20, 12)):
             nv_p, nh_p = gt._dot_dim(nv), gt._dot_dim(nh)
-            bb, w = tt._persistent_config(4096, nv_p, nh_p)
             for ais, gauss in ((False, False), (False, True), (True, False), (True, True)):
                 if ais and not tt.ais_persistent_fits(nv, nh, gauss):
                     continue
+                bb, w = tt._persistent_config(4096, nv_p, nh_p, ais)
                 build(tt._persistent_kernel, dict(AIS=ais, GAUSS=gauss, PHASE0_V=False, PHASE0_H=False, BLOCK_B=bb,
                                                   NV_P=nv_p, NH_P=nh_p), w)
     print("OK")

@@ -281,9 +281,13 @@ def _next_pow2(n: int) -> int:
     return 1 << max(0, int(n) - 1).bit_length()
 
 
-def _persistent_config(B: int, nv_p: int, nh_p: int) -> tuple[int, int]:
+def _persistent_config(B: int, nv_p: int, nh_p: int, ais: bool = False) -> tuple[int, int]:
     """(BLOCK_B, num_warps), gibbs_triton._sweeps_config's choice (same tile shapes; the
-    tempered epilogue adds a few registers: the a tile and, for AIS, the float64 sums)."""
+    tempered epilogue adds a few registers: the a tile and, for AIS, the float64 sums),
+    except AIS on 16 x 16 padded layers: 4 warps (ptxas puts a 4-byte local temporary of
+    the float64 row sums on the stack at 8 warps)."""
+    if ais and nv_p * nh_p <= 256:
+        return (32 if B > 16 else 16), 4
     if nv_p * nh_p <= 2048:
         return (32 if B > 16 else 16), 8
     return 16, (8 if nh_p >= nv_p else 16)
@@ -362,7 +366,7 @@ def _launch_half(M: _Model, x, to_h, beta, beta_rs, beta_i, step, out, a_out=Non
 
 def _launch_persistent(M: _Model, beta, k, ais, vout, hout, aout, log_w):
     nv_p, nh_p = _dot_dim(M.nv), _dot_dim(M.nh)
-    block_b, warps = _persistent_config(M.B, nv_p, nh_p)
+    block_b, warps = _persistent_config(M.B, nv_p, nh_p, ais)
     wrap_triton(_persistent_kernel)[(triton.cdiv(M.B, block_b),)](
         M.v, M.w, M.vb, M.hb, M.bs, M.bs, beta, M.seed, vout, hout, aout, log_w,
         M.B, M.nv, M.nh, int(k),
