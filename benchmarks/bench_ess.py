@@ -723,17 +723,17 @@ def case_gibbs(args, results, backends, case):
                 f"{train_s:.1f} s), block Gibbs")
         C = _size(args, 32, 128, args.chains)
         if case.endswith("thin10"):
-            N = _size(args, 40, 400, args.draws)
-            burn, thin = (20, 10) if args.quick else (200, 10)
+            N = _size(args, 20, 400, args.draws)
+            burn, thin = (10, 10) if args.quick else (200, 10)
         else:
-            N = _size(args, 200, 2000, args.draws)
-            burn, thin = (20, 1) if args.quick else (200, 1)
+            N = _size(args, 100, 2000, args.draws)
+            burn, thin = (10, 1) if args.quick else (200, 1)
     else:
         nv, nh = (784, 500) if not args.quick else (196, 100)
         params = random_rbm(nv, nh, 0.1, dev, args.seed)
         desc = f"Bernoulli RBM {nv}x{nh}, random weights N(0, 0.1^2), biases N(0, 0.1^2), block Gibbs"
         C = _size(args, 16, 64, args.chains)
-        N = _size(args, 100, 1000, args.draws)
+        N = _size(args, 50, 1000, args.draws)
         burn, thin = (10, 1) if args.quick else (100, 1)
     nv = params[0].shape[0]
     g = torch.Generator().manual_seed(args.seed + 1)
@@ -772,8 +772,8 @@ def case_pt(args, results, backends, case):
     betas = torch.logspace(0.0, math.log10(PT_BETA_MIN), n_rep, dtype=torch.float32).to(dev)
     betas[0] = 1.0
     C = _size(args, 16, 64, args.chains)
-    N = _size(args, 150, 2000, args.draws)
-    burn, thin = (20, 1) if args.quick else (200, 1)
+    N = _size(args, 80, 2000, args.draws)
+    burn, thin = (10, 1) if args.quick else (200, 1)
     desc = (f"bimodal (flip-symmetric) Bernoulli RBM {nv}x{nh}, W = {w0} (1 + 0.25 N(0, 1)); PT with {n_rep} "
             f"replicas, geometric betas from 1 to {PT_BETA_MIN}, one sweep of every replica + one swap move "
             f"per round; half the chains start all-on, half all-off")
@@ -862,10 +862,10 @@ def case_langevin(args, results, backends, case):
     else:
         h = 0.2 if mala else 0.25
         tdesc = f"GaussianMixture(2 components, dim={D}, means -+1.25 (1,...,1)/sqrt({D}), identity covariances)"
-    C = _size(args, 32, 128, args.chains)
-    N = _size(args, 200, 800, args.draws)
+    C = _size(args, 16, 128, args.chains)
+    N = _size(args, 60, 800, args.draws)
     # thin >= 2: LangevinSampler(metropolis=True, n_steps=1).sample fails (IndexError in its _flush)
-    burn, thin = (30, 2) if args.quick else (300, 5)
+    burn, thin = (10, 2) if args.quick else (300, 5)
     desc = f"{kind.upper()} on {tdesc}, step size h = {h}"
     g = torch.Generator().manual_seed(args.seed + 1)
     x0 = torch.randn(C, D, generator=g).to(dev)
