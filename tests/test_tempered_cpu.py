@@ -276,3 +276,17 @@ def test_torch_compile_fullgraph():
     out = compiled(v, W, b, c, beta, betas)
     for x, y in zip(out, e):
         assert torch.equal(x, y)
+
+
+def test_zero_width_layers():
+    for nv, nh in [(5, 0), (0, 4)]:
+        W, b, c = torch.zeros(nv, nh), torch.randn(nv, generator=gen(1)), torch.randn(nh, generator=gen(2))
+        v = binary(3, nv, g=gen(3))
+        beta = torch.tensor([0.0, 0.5, 1.0])
+        ref = T.tempered_sweeps(v, W, b, c, beta=beta, k=2, generator=gen(1), backend="torch")
+        out = T.tempered_sweeps(v, W, b, c, beta=beta, k=2, generator=gen(1), backend="cpu")
+        assert all(torch.equal(x, y) for x, y in zip(out, ref))
+        betas = torch.linspace(0, 1, 4)
+        ref_w, ref_v = T.ais_rbm(v, W, b, c, betas=betas, generator=gen(1), backend="torch")
+        out_w, out_v = T.ais_rbm(v, W, b, c, betas=betas, generator=gen(1), backend="cpu")
+        assert torch.equal(out_v, ref_v) and torch.allclose(out_w, ref_w, rtol=0, atol=1e-5)
