@@ -51,7 +51,8 @@ def one_per_column(gen, nv, nh):
     """W with one nonzero +-2^e (e in -2..1) per column: x @ W is exact for any float x."""
     w = torch.zeros(nv, nh)
     rows = torch.randint(0, nv, (nh,), generator=gen)
-    vals = 2.0 ** torch.randint(-2, 2, (nh,), generator=gen).float() * (torch.randint(0, 2, (nh,), generator=gen) * 2 - 1)
+    sign = torch.randint(0, 2, (nh,), generator=gen) * 2 - 1
+    vals = 2.0 ** torch.randint(-2, 2, (nh,), generator=gen).float() * sign
     w[rows, torch.arange(nh)] = vals
     return w
 
@@ -106,7 +107,11 @@ SWEEP_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", SWEEP_CASES, ids=lambda c: "B{}-{}x{}-{}-{}".format(*c[:4], "pers" if c[4] else "loop"))
+def _case_id(c):
+    return "B{}-{}x{}-{}-{}".format(*c[:4], "pers" if c[4] else "loop")
+
+
+@pytest.mark.parametrize("case", SWEEP_CASES, ids=_case_id)
 def test_sweeps_bit_exact(case):
     B, nv, nh, kind, persistent = case
     v0, w, vb, hb, base, sigma = model(kind, B, nv, nh, 0)
@@ -161,7 +166,7 @@ SCHEDULES = {
 }
 
 
-@pytest.mark.parametrize("case", AIS_CASES, ids=lambda c: "B{}-{}x{}-{}-{}".format(*c[:4], "pers" if c[4] else "loop"))
+@pytest.mark.parametrize("case", AIS_CASES, ids=_case_id)
 def test_ais_matches_torch(case):
     B, nv, nh, kind, persistent = case
     v0, w, vb, hb, base, sigma = model(kind, B, nv, nh, 1)
@@ -330,7 +335,8 @@ def test_kernels_compile_for_sm90():
 
 @pytest.mark.slow
 @needs_nvidia_backend()
-@pytest.mark.skipif(os.environ.get("GENSAMPLE_SLOW_TESTS") != "1", reason="several minutes; GENSAMPLE_SLOW_TESTS=1 runs it")
+@pytest.mark.skipif(os.environ.get("GENSAMPLE_SLOW_TESTS") != "1",
+                    reason="several minutes; GENSAMPLE_SLOW_TESTS=1 runs it")
 def test_kernels_compile_for_sm90_all_variants():
     """Every looped variant and every persistent configuration the launchers pick."""
     compile_check(_COMPILE_SCRIPT, "full", timeout=1800)
@@ -419,7 +425,8 @@ _GPU_SCRIPT = textwrap.dedent(r"""
     w = (torch.randn(nv, nh, generator=gen) * 0.5).to(dev)
     vb, hb = torch.randn(nv, generator=gen).to(dev) * 0.3, torch.randn(nh, generator=gen).to(dev) * 0.3
     vs = torch.tensor([[(i >> j) & 1 for j in range(nv)] for i in range(2**nv)], dtype=torch.float64, device=dev)
-    exact = float(torch.logsumexp(vs @ vb.double() + torch.nn.functional.softplus(vs @ w.double() + hb.double()).sum(1), 0))
+    free = vs @ vb.double() + torch.nn.functional.softplus(vs @ w.double() + hb.double()).sum(1)
+    exact = float(torch.logsumexp(free, 0))
     log_z0 = tempered.base_log_partition(nh, n_visible=nv)
     for name in ["triton", "torch"] + (["cuda"] if "cuda" in impls else []):
         g = torch.Generator(device=dev).manual_seed(1)
