@@ -237,7 +237,7 @@ struct Region {
 };
 
 // Counts of `b` must be 1 inside the regions and 0 elsewhere; then reset.
-int64_t check_regions(OutBuf& b, std::initializer_list<Region> regions) {
+int64_t check_regions(OutBuf& b, const std::vector<Region>& regions) {
   int64_t bad = 0;
   for (int64_t i = 0; i < static_cast<int64_t>(b.n); ++i) {
     int32_t want = 0;
@@ -308,7 +308,14 @@ void run_persist(Reader& rd, const char* out_path) {
       const Region x_rows = gauss ? Region{fx, fx + nrows * nv} : none;
       const Region spd_rows{0, ais ? nrows * nh : 0}, lw_rows = ais ? Region{dlw, dlw + nrows} : none;
       each_thread([&](int t) { K::persist_load_thread(a, s, ais, r0, nrows, t, c.threads); });
-      smem_bad += check_regions(fpart, {{0, fv}, v_rows, x_rows});  // W, b, b_A / sigma, c; v, x
+      // W's rows (without the padding of the row stride), b, b_A / sigma, c; v, x
+      std::vector<Region> loaded;
+      const int64_t ws = K::persist_w_stride(nh), fvb = s.vb - s.w;
+      for (int64_t q = 0; q < nv; ++q) loaded.push_back({q * ws, q * ws + nh});
+      loaded.push_back({fvb, fv});
+      loaded.push_back(v_rows);
+      loaded.push_back(x_rows);
+      smem_bad += check_regions(fpart, loaded);
       smem_bad += check_regions(dpart, {lw_rows});
       auto hidden = [&](int64_t t, int64_t step_k, bool last) {
         each_thread([&](int th) {

@@ -260,7 +260,7 @@ constexpr int64_t kPersistMaxChains = 64;
 struct PersistSmem {
   double* spd;  // (cb, nh) AIS softplus differences
   double* lw;   // (cb,) AIS log-weights
-  float* w;     // (nv, nh)
+  float* w;     // (nv, nh) with row stride persist_w_stride(nh)
   float* vb;    // (nv,)
   float* bs;    // (nv,) b_A (Bernoulli) or sigma (Gaussian)
   float* hb;    // (nh,)
@@ -269,9 +269,15 @@ struct PersistSmem {
   float* x;     // (cb, nv) Gaussian: v / sigma (the hidden input); Bernoulli: == v
 };
 
+// W's row stride in shared memory: n_hidden rounded up to an odd number. In the visible
+// phase lane l of consecutive threads reads W rows 4 apart (element j = 4 * thread + l);
+// with an even stride (e.g. 32) those rows start in the same bank (up to 32-way
+// conflicts); an odd stride spreads them over 8 banks (4-way, as the hidden phase's reads).
+GS_HOST_DEVICE int64_t persist_w_stride(int64_t nh) { return nh | 1; }
+
 GS_HOST_DEVICE int64_t persist_smem_bytes(int64_t nv, int64_t nh, int64_t cb, bool gauss, bool ais) {
   const int64_t doubles = ais ? cb * nh + cb : 0;
-  const int64_t floats = nv * nh + 2 * nv + nh + cb * (nv + nh) + (gauss ? cb * nv : 0);
+  const int64_t floats = nv * persist_w_stride(nh) + 2 * nv + nh + cb * (nv + nh) + (gauss ? cb * nv : 0);
   return 8 * doubles + 4 * floats;
 }
 
@@ -281,7 +287,7 @@ GS_HOST_DEVICE PersistSmem persist_smem_layout(void* base, int64_t nv, int64_t n
   s.spd = static_cast<double*>(base);
   s.lw = s.spd + (ais ? cb * nh : 0);
   s.w = reinterpret_cast<float*>(s.lw + (ais ? cb : 0));
-  s.vb = s.w + nv * nh;
+  s.vb = s.w + nv * persist_w_stride(nh);
   s.bs = s.vb + nv;
   s.hb = s.bs + nv;
   s.v = s.hb + nh;
@@ -337,7 +343,11 @@ struct PersistArgs {
 // sigma) into shared memory, lw = 0; for sweeps with k = 0 also v_out = v_0.
 GS_HOST_DEVICE void persist_load_thread(const PersistArgs& a, const PersistSmem& s, bool ais, int64_t r0,
                                         int64_t nrows, int64_t thread, int64_t threads) {
-  for (int64_t i = thread; i < a.nv * a.nh; i += threads) store1<float, float>(s.w + i, a.w[i]);
+  const int64_t ws = persist_w_stride(a.nh);
+  for (int64_t i = thread; i < a.nv * a.nh; i += threads) {
+    const int64_t q = static_cast<int64_t>(static_cast<uint32_t>(i) / static_cast<uint32_t>(a.nh));
+    store1<float, float>(s.w + q * ws + (i - q * a.nh), a.w[i]);
+  }
   for (int64_t i = thread; i < a.nv; i += threads) {
     store1<float, float>(s.vb + i, a.vb[i]);
     store1<float, float>(s.bs + i, a.bs[i]);
@@ -379,7 +389,8 @@ GS_HOST_DEVICE void persist_hidden_thread(const PersistArgs& a, const PersistSme
       const int64_t j = f - rr * N;
       const float* xr = s.x + rr * a.nv;
       float acc = 0.0f;
-      for (int64_t q = 0; q < a.nv; ++q) acc += xr[q] * s.w[q * a.nh + j];
+      const int64_t ws = persist_w_stride(a.nh);
+      for (int64_t q = 0; q < a.nv; ++q) acc += xr[q] * s.w[q * ws + j];
       const float beta = ais ? bk : a.beta[r0 + rr];
       float av;
       const float tk = tempered::hidden_logit(acc, s.hb[j], beta, av);
@@ -438,7 +449,7 @@ GS_HOST_DEVICE void persist_visible_thread(const PersistArgs& a, const PersistSm
       const int64_t rr = static_cast<int64_t>(static_cast<uint32_t>(f) / static_cast<uint32_t>(N));
       const int64_t j = f - rr * N;
       const float* hr = s.h + rr * a.nh;
-      const float* wj = s.w + j * a.nh;
+      const float* wj = s.w + j * persist_w_stride(a.nh);
       float acc = 0.0f;
       for (int64_t q = 0; q < a.nh; ++q) acc += hr[q] * wj[q];
       const float beta = ais ? a.beta[step_k] : a.beta[r0 + rr];
