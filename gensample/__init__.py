@@ -14,6 +14,9 @@ from ._info import format_info, info
 from .ops import langevin_step, langevin_step_, reparameterize_kl
 from . import nn, models, ops, train  # noqa: E402
 from . import diagnostics  # noqa: E402
+from . import evaluation  # noqa: E402
+from .evaluation import (LogLikelihood, LogZEstimate, ais_log_partition, bracket_log_partition,  # noqa: E402
+                         evaluate_log_likelihood, reverse_ais_log_partition)
 from .models import BernoulliRBM, GaussianBernoulliRBM  # noqa: E402
 from . import targets  # noqa: E402
 from .buffer import ReplayBuffer  # noqa: E402
@@ -30,11 +33,17 @@ __all__ = [
     "BernoulliRBM",
     "GaussianBernoulliRBM",
     "LangevinSampler",
+    "LogLikelihood",
+    "LogZEstimate",
     "ReplayBuffer",
+    "ais_log_partition",
+    "bracket_log_partition",
     "cpu_pool_stats",
     "diagnostics",
     "ebm",
     "empty_cache",
+    "evaluate_log_likelihood",
+    "evaluation",
     "format_info",
     "info",
     "langevin_step",
@@ -45,6 +54,7 @@ __all__ = [
     "optim",
     "random",
     "reparameterize_kl",
+    "reverse_ais_log_partition",
     "samplers",
     "targets",
     "train",

@@ -158,3 +158,74 @@ def rbm_train_textbook(model: TextbookRBM, data: torch.Tensor, *, epochs: int, b
         if callback is not None:
             callback(epoch, model)
     return model
+
+
+def rbm_parallel_tempering_textbook(v, weight, visible_bias, hidden_bias, betas, n_rounds: int, k: int = 1,
+                                    variant: str = "rand_compare", generator: torch.Generator | None = None):
+    """Textbook parallel tempering for a Bernoulli RBM, the way DsysDML/rbms structures it: a
+    Python loop over temperatures (``k`` eager Gibbs sweeps of each replica at its ``beta``,
+    which scales the whole energy), then swap attempts between every adjacent pair in turn,
+    exchanging the *states*.
+
+    ``v``: ``(R, C, n_visible)`` states (replica ``i`` at ``betas[i]``, any order of betas);
+    ``betas``: ``(R,)``. A swap of pair ``(i, i+1)`` is accepted with probability
+    ``min(1, exp(d))``, ``d = [f_i(x') + f_{i+1}(x)] - [f_i(x) + f_{i+1}(x')]``, with the
+    tempered visible log-density ``f_beta(v) = beta b.v + sum_j softplus(beta (c + vW)_j)``
+    (``h`` summed out at temperature ``beta``, so the move is exact). Returns ``(v, info)``:
+    the new ``(R, C, n_visible)`` states and ``{"swap_acceptance": (R-1,)}`` averaged over rounds.
+    """
+    import torch.nn.functional as F
+
+    R = len(betas)
+    chains = [v[i] for i in range(R)]
+    acc = torch.zeros(R - 1, dtype=torch.float64)
+
+    def f(x, beta):
+        return beta * (x @ visible_bias) + F.softplus(beta * F.linear(x, weight.t(), hidden_bias)).sum(-1)
+
+    for _ in range(n_rounds):
+        for i in range(R):
+            chains[i] = rbm_gibbs_textbook(chains[i], weight, visible_bias, hidden_bias, k, variant,
+                                           beta=float(betas[i]), generator=generator)[0]
+        for i in range(R - 1):
+            x, y = chains[i], chains[i + 1]
+            b0, b1 = float(betas[i]), float(betas[i + 1])
+            d = (f(y, b0) + f(x, b1)) - (f(x, b0) + f(y, b1))
+            u = torch.rand(d.shape, dtype=d.dtype, device=d.device, generator=generator)
+            swap = (u < torch.exp(d))[:, None]
+            chains[i], chains[i + 1] = torch.where(swap, y, x), torch.where(swap, x, y)
+            acc[i] += float(swap.to(torch.float64).mean())
+    return torch.stack(chains), {"swap_acceptance": acc / max(1, n_rounds)}
+
+
+def rbm_ais_textbook(weight, visible_bias, hidden_bias, betas, n_chains: int, visible_base=None,
+                     generator: torch.Generator | None = None):
+    """Textbook AIS for a Bernoulli RBM: Salakhutdinov's MATLAB ``RBM_AIS`` (the code behind
+    Salakhutdinov & Murray 2008) translated to eager PyTorch, one Python iteration per beta.
+
+    Base model: visible units Bernoulli(sigmoid(``visible_base``)) (zeros: uniform), hidden
+    units uniform, ``log Z_0 = sum softplus(visible_base) + n_hidden log 2``. For each
+    ``beta_k`` (k = 1..K) it computes ``a = v W + c``, adds the log-weight terms
+    ``(beta_k - beta_{k-1}) v.(b - b_A) + sum_j [softplus(beta_k a_j) - softplus(beta_{k-1} a_j)]``
+    (float64 accumulation), samples ``h ~ Bernoulli(sigmoid(beta_k a))`` with
+    ``torch.bernoulli`` and ``v ~ Bernoulli(sigmoid(beta_k (h W^T + b) + (1 - beta_k) b_A))``:
+    two GEMMs per beta. Returns ``(log_w, v)``: float64 ``(n_chains,)`` log importance weights
+    (``log Z ~ log Z_0 + logmeanexp(log_w)``) and the final states.
+    """
+    import torch.nn.functional as F
+
+    n_vis = weight.shape[0]
+    dt, dev = weight.dtype, weight.device
+    base = torch.zeros(n_vis, dtype=dt, device=dev) if visible_base is None else visible_base
+    betas = [float(b) for b in betas]
+    v = torch.bernoulli(torch.sigmoid(base).expand(n_chains, n_vis), generator=generator)
+    log_w = torch.zeros(n_chains, dtype=torch.float64, device=dev)
+    diff = visible_bias - base
+    for k in range(1, len(betas)):
+        bk, bp = betas[k], betas[k - 1]
+        a = F.linear(v, weight.t(), hidden_bias)
+        log_w += ((bk - bp) * (v @ diff) + (F.softplus(bk * a) - F.softplus(bp * a)).sum(-1)).double()
+        h = torch.bernoulli(torch.sigmoid(bk * a), generator=generator)
+        v = torch.bernoulli(torch.sigmoid(bk * F.linear(h, weight, visible_bias) + (1.0 - bk) * base),
+                            generator=generator)
+    return log_w, v

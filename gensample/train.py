@@ -19,6 +19,13 @@ against ``[p_h(v_data)/B; -p_h(v_model)/M | w]`` where the extra column ``w`` (`
 * ``method="cd"``: the chains restart at the data batch every step (CD-k).
 * ``method="pcd"``: ``n_chains`` persistent chains (default ``batch_size``), started from
   :meth:`init_chains` noise and kept in the :class:`RBMTrainer`.
+* ``sampler="pt"`` (with ``method="pcd"``): PT-PCD (Desjardins et al. 2010). The persistent
+  chains are the :math:`\beta = 1` rows of a :class:`gensample.samplers.ParallelTempering`
+  with ``n_replicas`` temperatures (``ladder``, ``beta_min``, ``target_accept``; an
+  ``"adaptive"`` ladder adapts at every update with a decaying gain); each update runs one
+  PT round (``k`` tempered sweeps of all ``n_replicas * n_chains`` rows in one op, then one
+  even/odd exchange) and takes the negative phase from the rows at :math:`\beta = 1`
+  (their :math:`p(h \mid v)` comes with the sweep, no extra GEMM).
 
 Update (classical momentum, weight decay on ``weight`` only, as in Hinton's guide):
 ``vel = momentum * vel + lr * (grad - weight_decay * W)``, ``param += vel``.
@@ -26,7 +33,8 @@ Update (classical momentum, weight decay on ``weight`` only, as in Hinton's guid
 Reproducibility: every random draw (mini-batch order, initial chains, the seed of each
 Gibbs call) comes from the trainer's ``generator`` (a CPU :class:`torch.Generator`).
 :meth:`RBMTrainer.state_dict` holds the model's parameters, the persistent chains, the
-momentum buffers, the generator state and the epoch/step counters, so a run resumed from
+momentum buffers, the generator state and the epoch/step counters (and, for PT-PCD, the whole
+tempering state: walkers, ladder, seed pair, counters), so a run resumed from
 a checkpoint continues bit for bit as if it had not stopped (tensor data; a DataLoader
 must bring its own reproducible sampler).
 
@@ -52,6 +60,7 @@ __all__ = ["RBMTrainer", "fit_rbm", "rbm_gradients"]
 
 METRICS = ("reconstruction_error", "pseudo_likelihood", "log_likelihood")
 _METHODS = ("pcd", "cd")
+_SAMPLERS = ("gibbs", "pt")
 
 
 def _param_names(model) -> list[str]:
@@ -111,7 +120,8 @@ class RBMTrainer:
     def __init__(self, model, *, batch_size: int, lr: float, k: int = 1, method: str = "pcd",
                  momentum: float = 0.0, weight_decay: float = 0.0, n_chains: int | None = None,
                  generator: torch.Generator | None = None, backend: str | None = None,
-                 exact_max_units: int = 20):
+                 exact_max_units: int = 20, sampler: str = "gibbs", n_replicas: int = 8,
+                 ladder: str = "geometric", beta_min: float = 0.1, target_accept: float = 0.3):
         self.model = model
         self.batch_size = _check_int("batch_size", batch_size, 1)
         self.lr = _check_real("lr", lr, positive=True)
@@ -129,18 +139,43 @@ class RBMTrainer:
         self.generator = generator
         self.backend = backend
         self.exact_max_units = exact_max_units
+        if sampler not in _SAMPLERS:
+            raise ValueError(f"sampler must be one of {_SAMPLERS}, got {sampler!r}")
+        self.sampler = sampler
+        self.pt = None
+        self.pt_options = {"n_replicas": n_replicas, "ladder": ladder, "beta_min": beta_min,
+                           "target_accept": target_accept}
+        if sampler == "pt":
+            if method != "pcd":
+                raise ValueError("sampler='pt' (PT-PCD) needs method='pcd': the tempered chains are persistent")
+            if self.k < 1:
+                raise ValueError("sampler='pt' needs k >= 1 (tempered sweeps per round)")
+            self.pt = self._make_pt()
         self.chains: torch.Tensor | None = None
         self.velocity = {n: torch.zeros_like(getattr(model, n)) for n in _param_names(model)}
         self.epoch = 0
         self.steps = 0
         self.history: list[dict] = []
 
+    def _make_pt(self):
+        from .samplers.tempering import ParallelTempering
+
+        o = self.pt_options
+        return ParallelTempering(self.model, o["n_replicas"], n_chains=self.n_chains, ladder=o["ladder"],
+                                 beta_min=o["beta_min"], target_accept=o["target_accept"], swap_every=self.k,
+                                 generator=self.generator, backend=self.backend)
+
     # -- one update ---------------------------------------------------------------------
     @torch.no_grad()
     def step(self, v: torch.Tensor) -> None:
-        """One (P)CD-k update from the data batch ``v``."""
+        """One (P)CD-k (or PT-PCD) update from the data batch ``v``."""
         model = self.model
         v = model._v(v)
+        if self.sampler == "pt":
+            v_model, ph_model = self.pt.negative_phase(adapt=self.pt.ladder == "adaptive")
+            self.chains = v_model
+            self._update(v, v_model, ph_model)
+            return
         if self.method == "pcd":
             if self.chains is None:
                 self.chains = model.init_chains(self.n_chains, generator=self.generator)
@@ -154,6 +189,10 @@ class RBMTrainer:
                                            backend=self.backend, **kw)
         if self.method == "pcd":
             self.chains = v_model
+        self._update(v, v_model, ph_model)
+
+    def _update(self, v, v_model, ph_model) -> None:
+        model = self.model
         grads = rbm_gradients(model, v, v_model, ph_model=ph_model)
         for name, g in grads.items():
             p = getattr(model, name)
@@ -250,11 +289,17 @@ class RBMTrainer:
             "steps": self.steps,
             "history": [dict(h) for h in self.history],
             "hyper": {"batch_size": self.batch_size, "lr": self.lr, "k": self.k, "method": self.method,
-                      "momentum": self.momentum, "weight_decay": self.weight_decay, "n_chains": self.n_chains},
+                      "momentum": self.momentum, "weight_decay": self.weight_decay, "n_chains": self.n_chains,
+                      "sampler": self.sampler, **({"pt": dict(self.pt_options)} if self.sampler == "pt" else {})},
+            "pt": None if self.pt is None else self.pt.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a :meth:`state_dict` (into this trainer and its model)."""
+        pt = state.get("pt")
+        if (pt is not None) != (self.sampler == "pt"):
+            raise ValueError(f"checkpoint was written with sampler={'pt' if pt is not None else 'gibbs'!r} but this "
+                             f"trainer uses sampler={self.sampler!r}; build the trainer with the same sampler")
         self.model.load_state_dict(state["model"])
         dev = self.model.weight.device
         self.chains = None if state["chains"] is None else state["chains"].to(dev).clone()
@@ -262,6 +307,8 @@ class RBMTrainer:
             if k not in self.velocity:
                 raise ValueError(f"checkpoint has momentum for {k!r}, which this model does not train")
             self.velocity[k] = v.to(dev).clone()
+        if pt is not None:
+            self.pt.load_state_dict(pt)
         self.generator.set_state(state["generator"])
         self.epoch = int(state["epoch"])
         self.steps = int(state["steps"])
@@ -272,8 +319,10 @@ def fit_rbm(model, data, *, epochs: int, batch_size: int, lr: float, k: int = 1,
             momentum: float = 0.0, weight_decay: float = 0.0, n_chains: int | None = None,
             generator: torch.Generator | None = None, progress: bool = True, metrics=METRICS,
             eval_data: torch.Tensor | None = None, backend: str | None = None,
-            trainer: RBMTrainer | None = None) -> RBMTrainer:
-    """Train ``model`` with CD-k (``method="cd"``) or PCD-k (``"pcd"``); see :mod:`gensample.train`.
+            trainer: RBMTrainer | None = None, sampler: str = "gibbs", n_replicas: int = 8,
+            ladder: str = "geometric", beta_min: float = 0.1, target_accept: float = 0.3) -> RBMTrainer:
+    """Train ``model`` with CD-k (``method="cd"``), PCD-k (``"pcd"``) or PT-PCD (``sampler="pt"``);
+    see :mod:`gensample.train`.
 
     Args:
         model: a ``BernoulliRBM`` or ``GaussianBernoulliRBM``.
@@ -287,6 +336,11 @@ def fit_rbm(model, data, *, epochs: int, batch_size: int, lr: float, k: int = 1,
         metrics: any of ``("reconstruction_error", "pseudo_likelihood", "log_likelihood")``.
         eval_data: data the metrics are computed on (e.g. a test set).
         backend: gensample backend of the Gibbs ops (default: automatic).
+        sampler: ``"gibbs"`` (default) or ``"pt"``: PT-PCD, the persistent chains are the
+            :math:`\beta = 1` rows of a parallel-tempering sampler with ``n_replicas``
+            temperatures (``ladder`` ``"geometric"`` | ``"linear"`` | ``"adaptive"``,
+            hottest ``beta_min``, adaptive ``target_accept``); ``k`` is then the number of
+            tempered sweeps per round. Needs ``method="pcd"``.
         trainer: continue with this trainer (e.g. after ``load_state_dict``); the other
             hyperparameters are then ignored.
 
@@ -294,7 +348,9 @@ def fit_rbm(model, data, *, epochs: int, batch_size: int, lr: float, k: int = 1,
     """
     if trainer is None:
         trainer = RBMTrainer(model, batch_size=batch_size, lr=lr, k=k, method=method, momentum=momentum,
-                             weight_decay=weight_decay, n_chains=n_chains, generator=generator, backend=backend)
+                             weight_decay=weight_decay, n_chains=n_chains, generator=generator, backend=backend,
+                             sampler=sampler, n_replicas=n_replicas, ladder=ladder, beta_min=beta_min,
+                             target_accept=target_accept)
     elif trainer.model is not model:
         raise ValueError("trainer was built for another model")
     return trainer.fit(data, epochs, progress=progress, metrics=metrics, eval_data=eval_data)

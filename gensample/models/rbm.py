@@ -34,6 +34,8 @@ Exact normalisation (:meth:`log_partition`) sums the smaller binary layer out an
 and enumerates the other one, in chunks, with log-sum-exp in float64; it is offered while
 the enumerated layer has at most 25 units (:data:`MAX_EXACT_UNITS`). The sampling kernels
 compute in float32 (probabilities have 24-bit resolution) and return the caller's dtype.
+Larger models estimate :math:`\log Z` by annealed importance sampling,
+``log_partition(method="ais" | "reverse_ais", ...)`` (:mod:`gensample.evaluation`).
 """
 from __future__ import annotations
 
@@ -146,14 +148,41 @@ class _RBMBase(nn.Module):
         return self._check_input(name, h, self.n_hidden, "n_hidden units")
 
     # -- shared API ---------------------------------------------------------------
-    def log_likelihood(self, v: torch.Tensor, log_z: torch.Tensor | None = None) -> torch.Tensor:
-        r"""Exact :math:`\log p(v) = -F(v) - \log Z` per sample, in float64 (a density for
-        the Gaussian-Bernoulli model). ``log_z`` reuses a :meth:`log_partition` result."""
+    def log_likelihood(self, v: torch.Tensor, log_z=None) -> torch.Tensor:
+        r""":math:`\log p(v) = -F(v) - \log Z` per sample, in float64 (a density for
+        the Gaussian-Bernoulli model). ``log_z``: ``None`` (exact :meth:`log_partition`),
+        a :meth:`log_partition` result (a float64 tensor, a number, or the
+        :class:`~gensample.evaluation.LogZEstimate` of ``method="ais"``/``"reverse_ais"``,
+        whose ``log_z`` is used). For the mean with a confidence interval that includes the
+        uncertainty of an estimated log Z, see :func:`gensample.evaluation.evaluate_log_likelihood`."""
         v = self._v(v)
         if log_z is None:
             log_z = self.log_partition()
+        elif not isinstance(log_z, (torch.Tensor, int, float)) or isinstance(log_z, bool):
+            est = getattr(log_z, "log_z", None)
+            if not isinstance(est, float):
+                raise TypeError(f"log_z must be None, a number, a tensor or a LogZEstimate, got {type(log_z).__name__}")
+            log_z = est
         with torch.no_grad():
             return -self._free_energy64(v.to(torch.float64)) - log_z
+
+    def _log_partition_estimate(self, method, *, beta, n_chains, n_betas, schedule, data, init, level, generator,
+                                backend):
+        from .. import evaluation as _ev
+
+        if beta != 1.0:
+            raise ValueError(f"method={method!r} estimates log Z of the model (beta = 1); got beta={beta!r} "
+                             "(only method='exact' takes another beta)")
+        kw = dict(n_betas=n_betas, schedule=schedule, data=data, level=level, generator=generator,
+                  backend=self._backend(backend))
+        if method == "ais":
+            if init is not None:
+                raise ValueError("init= is the start of reverse AIS (method='reverse_ais'); forward AIS starts from "
+                                 "the base model")
+            return _ev.ais_log_partition(self, n_chains=100 if n_chains is None else n_chains, **kw)
+        if method == "reverse_ais":
+            return _ev.reverse_ais_log_partition(self, n_chains=n_chains, init=init, **kw)
+        raise ValueError(f"method must be 'exact', 'ais' or 'reverse_ais', got {method!r}")
 
     def sample(self, n: int, k: int = 1000, init: torch.Tensor | None = None, *, beta: float = 1.0,
                generator: torch.Generator | None = None, backend: str | None = None) -> torch.Tensor:
@@ -281,15 +310,28 @@ class BernoulliRBM(_RBMBase):
 
     # -- exact normalisation -----------------------------------------------------------
     @torch.no_grad()
-    def log_partition(self, method: str = "exact", *, beta: float = 1.0) -> torch.Tensor:
+    def log_partition(self, method: str = "exact", *, beta: float = 1.0, n_chains: int | None = None,
+                      n_betas: int = 10000, schedule="sigmoid", data: torch.Tensor | None = None,
+                      init: torch.Tensor | None = None, level: float = 0.95,
+                      generator: torch.Generator | None = None, backend: str | None = None):
         r""":math:`\log Z_\beta = \log \sum_{v,h} e^{-\beta E(v,h)}`, float64 scalar tensor.
 
         Enumerates the smaller layer (at most 25 units) in chunks and sums the other one
         analytically; with hidden states enumerated,
         :math:`\log Z = \operatorname{LSE}_h \big[\beta c^\top h + \sum_i \operatorname{softplus}(\beta(b_i + (W h)_i))\big]`.
+
+        ``method="ais"`` / ``"reverse_ais"`` estimate :math:`\log Z` (at ``beta = 1``) by
+        forward AIS (a stochastic lower bound) or reverse AIS (an upper bound) and return a
+        :class:`~gensample.evaluation.LogZEstimate` with a confidence interval: see
+        :func:`gensample.evaluation.ais_log_partition` and
+        :func:`~gensample.evaluation.reverse_ais_log_partition` for ``n_chains`` (default 100),
+        ``n_betas``, ``schedule``, ``data`` (the base-rate base model), ``init`` (reverse AIS
+        starts), ``level``, ``generator`` and ``backend``. ``"exact"`` ignores them.
         """
         if method != "exact":
-            raise ValueError(f"method must be 'exact' (AIS is not implemented yet), got {method!r}")
+            return self._log_partition_estimate(method, beta=beta, n_chains=n_chains, n_betas=n_betas,
+                                                schedule=schedule, data=data, init=init, level=level,
+                                                generator=generator, backend=backend)
         beta = _check_beta(beta)
         W, b, c = (p.detach().to(torch.float64) for p in (self.weight, self.visible_bias, self.hidden_bias))
         if self.n_hidden <= self.n_visible:
@@ -477,15 +519,29 @@ class GaussianBernoulliRBM(_RBMBase):
 
     # -- exact normalisation -----------------------------------------------------------
     @torch.no_grad()
-    def log_partition(self, method: str = "exact", *, beta: float = 1.0) -> torch.Tensor:
+    def log_partition(self, method: str = "exact", *, beta: float = 1.0, n_chains: int | None = None,
+                      n_betas: int = 10000, schedule="sigmoid", data: torch.Tensor | None = None,
+                      init: torch.Tensor | None = None, level: float = 0.95,
+                      generator: torch.Generator | None = None, backend: str | None = None):
         r""":math:`\log Z_\beta`, float64 scalar: the hidden layer (at most 25 units) is
         enumerated and the Gaussian integral over ``v`` is analytic. With :math:`a = W h`,
 
         .. math:: \log Z_\beta = \operatorname{LSE}_h\Big[\beta\big(c^\top h + \sum_i (b_i a_i/\sigma_i
                   + a_i^2/2)\big)\Big] + \sum_i \log\big(\sigma_i\sqrt{2\pi/\beta}\big).
+
+        ``method="ais"`` / ``"reverse_ais"`` estimate :math:`\log Z` (at ``beta = 1``) by
+        forward AIS (a stochastic lower bound) or reverse AIS (an upper bound) and return a
+        :class:`~gensample.evaluation.LogZEstimate` with a confidence interval: see
+        :func:`gensample.evaluation.ais_log_partition` and
+        :func:`~gensample.evaluation.reverse_ais_log_partition` for ``n_chains`` (default 100),
+        ``n_betas``, ``schedule``, ``init`` (reverse AIS
+        starts), ``level``, ``generator`` and ``backend``. ``"exact"`` ignores them.
+        (The AIS base is the Gaussian :math:`\mathcal N(b, \sigma^2)`; ``data`` is not used.)
         """
         if method != "exact":
-            raise ValueError(f"method must be 'exact' (AIS is not implemented yet), got {method!r}")
+            return self._log_partition_estimate(method, beta=beta, n_chains=n_chains, n_betas=n_betas,
+                                                schedule=schedule, data=data, init=init, level=level,
+                                                generator=generator, backend=backend)
         beta = _check_beta(beta)
         self._exact_ok(self.n_hidden, "hidden")
         W, b, c, ls = (p.detach().to(torch.float64) for p in (self.weight, self.visible_bias, self.hidden_bias,

@@ -198,6 +198,27 @@ if _cpp_ops_defined():
     _register_fakes("")
 
 
+def _has_kernels(name: str, backend: str, device) -> bool:
+    if backend == "torch":
+        return True
+    if backend == "triton":
+        return hasattr(torch.ops.gensample, name + "_triton")
+    return _cpp_ops_defined() and torch._C._dispatch_has_kernel_for_dispatch_key(
+        f"gensample::{name}", "CUDA" if device.type == "cuda" else "CPU")
+
+
+def _resolve(backend, device, name: str) -> str:
+    """``_backend.resolve``; an automatic choice (``backend=None``, no ``GENSAMPLE_BACKEND``)
+    whose build lacks the tempered kernels (an extension built before them) falls back to
+    the torch backend instead of failing. An explicit backend is never replaced."""
+    import os
+
+    b = _backend.resolve(backend, device)
+    if backend is None and not os.environ.get("GENSAMPLE_BACKEND", "").strip() and not _has_kernels(name, b, device):
+        return "torch"
+    return b
+
+
 def _op(name: str, backend: str):
     if backend == "torch":
         return getattr(torch.ops.gensample, name + "_torch")
@@ -319,7 +340,7 @@ def tempered_sweeps(
     k = _check_int("k", k, 0)
     if k >= 2**30:
         raise ValueError(f"k must be < 2^30 (half-step t = 2k must fit the stream's step counter), got {k}")
-    b = _backend.resolve(backend, v.device)
+    b = _resolve(backend, v.device, "tempered_sweeps")
     beta32 = _beta_vector(beta, v.shape[0], v.device)
     _check_visible_states(v, sigma32, check_binary)
     seed = _random.draw_seed(generator, v.device)
@@ -368,7 +389,7 @@ def ais_rbm(
     betas32 = _f32(betas)
     if _eager() and not bool(((betas32 >= 0) & (betas32 <= 1)).all()):
         raise ValueError("betas must lie in [0, 1] (every entry)")
-    b = _backend.resolve(backend, v.device)
+    b = _resolve(backend, v.device, "ais_rbm")
     _check_visible_states(v, sigma32, check_binary)
     seed = _random.draw_seed(generator, v.device)
     log_w, vK = _op("ais_rbm", b)(_f32(v), _f32(weight), _f32(visible_bias), _f32(hidden_bias), base32, betas32,

@@ -3,6 +3,11 @@
 Langevin family (:mod:`gensample.samplers.langevin`): the state/info/step-kernel shape
 of BlackJAX (a pure step on a state tuple, so users can drive steps themselves) and
 :class:`LangevinSampler`, which runs whole chains with no per-step host synchronization.
+
+Parallel tempering (:mod:`gensample.samplers.tempering`): :class:`ParallelTempering` for
+RBMs, replicas as a batch dimension (one tempered-sweeps call per round for all of them),
+vectorized even/odd swap moves on device, geometric/linear/adaptive ladders, swap-rate and
+round-trip diagnostics; the pure round kernel :func:`pt_round` on a :class:`PTState`.
 """
 from .langevin import (
     LangevinInfo,
@@ -17,6 +22,17 @@ from .langevin import (
     mala_step,
     ula_step,
 )
+from .tempering import (
+    ParallelTempering,
+    PTInfo,
+    PTParams,
+    PTRoundInfo,
+    PTState,
+    geometric_ladder,
+    linear_ladder,
+    pt_round,
+    round_trip_update,
+)
 
 __all__ = [
     "LangevinInfo",
@@ -30,4 +46,13 @@ __all__ = [
     "make_params",
     "mala_step",
     "ula_step",
+    "ParallelTempering",
+    "PTInfo",
+    "PTParams",
+    "PTRoundInfo",
+    "PTState",
+    "geometric_ladder",
+    "linear_ladder",
+    "pt_round",
+    "round_trip_update",
 ]
