@@ -21,7 +21,7 @@ from .models import BernoulliRBM, GaussianBernoulliRBM  # noqa: E402
 from . import targets  # noqa: E402
 from .buffer import ReplayBuffer  # noqa: E402
 from . import samplers, optim, ebm  # noqa: E402
-from .samplers import LangevinSampler  # noqa: E402
+from .samplers import LangevinSampler, ParallelTempering  # noqa: E402
 from .ops import _triton_loader as _tl  # noqa: E402
 
 _tl.preload()
@@ -35,6 +35,7 @@ __all__ = [
     "LangevinSampler",
     "LogLikelihood",
     "LogZEstimate",
+    "ParallelTempering",
     "ReplayBuffer",
     "ais_log_partition",
     "bracket_log_partition",
