@@ -65,19 +65,10 @@ def parse_args(argv=None):
     ap.add_argument("--shape", default=None, help="NVxNH (default 784x500)")
     ap.add_argument("--rounds", type=int, default=None, help="timed full runs per competitor (default 3)")
     ap.add_argument("--torch-backend", action="store_true", help="also time gensample[torch] (very slow)")
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--thp", action="store_true")
-    ap.add_argument("--warm-cache", action="store_true")
-    ap.add_argument("--block-time", type=float, default=None)
-    ap.add_argument("--min-blocks", type=int, default=None)
-    ap.add_argument("--max-blocks", type=int, default=None)
-    ap.add_argument("--group-budget", type=float, default=None)
+    common.add_harness_args(ap)
     a = ap.parse_args(argv)
     q = a.quick
-    a.block_time = a.block_time or (0.02 if q else 0.2)
-    a.min_blocks = a.min_blocks or (3 if q else 7)
-    a.max_blocks = a.max_blocks or (3 if q else 30)
-    a.group_budget = a.group_budget or (0.3 if q else 4.0)
+    common.harness_defaults(a, group_budget=4.0)
     a.chains = a.chains or 100
     a.betas = a.betas or (50 if q else 10000)
     a.rounds = a.rounds or (1 if q else 3)
@@ -94,19 +85,10 @@ def parse_args(argv=None):
 ARGS = parse_args()
 
 
-def gemm_peak(results):
-    best = None
-    for n, r in ((results.get("ceilings") or {}).get("gemm") or {}).items():
-        if r.get("times_s"):
-            g = 2 * int(n) ** 3 / common.summarize(r["times_s"])["median_s"] / 1e9
-            best = g if best is None else max(best, g)
-    return best
-
-
 def render_ais(results) -> str:
     from common import fmt_ms, fmt_num, fmt_pct, fmt_x, md_table
 
-    peak = gemm_peak(results)
+    peak = common.gemm_peak(results)
     rows = []
     for case, g in common.group_records(results, "ais", lambda r: r["case"]).items():
         st = {r["impl"]: (common.summarize(r["times_s"]) if r.get("times_s") else None) for r in g}
@@ -137,11 +119,7 @@ def render_ais(results) -> str:
 
 
 def render_all(results) -> str:
-    import render
-
-    parts = [render.render_meta(results), render.render_ceilings(results), render_ais(results),
-             render.render_notes(results)]
-    return "\n\n".join(p for p in parts if p) + "\n"
+    return common.render_with_meta(results, render_ais(results))
 
 
 if ARGS.render:
@@ -235,15 +213,7 @@ def main():
     for n in notes:
         log("note: " + n)
     log("== ceilings")
-    if args.quick:
-        a = torch.randn(1024, 1024, device=device)
-        cc = torch.empty_like(a)
-        r = common.time_single(runner, lambda: torch.mm(a, a, out=cc), "gemm 1024")
-        r["GFLOPs"] = 2 * 1024 ** 3 / r["median_s"] / 1e9
-        results["ceilings"] = {"copy": {}, "gemm": {"1024": r}}
-        del a, cc
-    else:
-        results["ceilings"] = common.measure_ceilings(runner, device, quick=args.quick)
+    results["ceilings"] = common.gemm_ceilings(runner, device, args.quick)
 
     nv, nh, B = args.nv, args.nh, args.chains
     betas = E.ais_schedule(args.betas, "sigmoid", device=device)

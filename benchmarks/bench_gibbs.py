@@ -75,21 +75,12 @@ def parse_args(argv=None):
     ap.add_argument("--compile", action="store_true", help="run the compile competitors even with --quick")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
     ap.add_argument("--no-sklearn", action="store_true")
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--thp", action="store_true")
-    ap.add_argument("--warm-cache", action="store_true")
     ap.add_argument("--torch-backend-max-units", type=int, default=None,
                     help="run gensample[torch] only when B (n_v + n_h) (2k+1) <= this (default 2^16)")
-    ap.add_argument("--block-time", type=float, default=None)
-    ap.add_argument("--min-blocks", type=int, default=None)
-    ap.add_argument("--max-blocks", type=int, default=None)
-    ap.add_argument("--group-budget", type=float, default=None)
+    common.add_harness_args(ap)
     a = ap.parse_args(argv)
     q = a.quick
-    a.block_time = a.block_time or (0.02 if q else 0.2)
-    a.min_blocks = a.min_blocks or (3 if q else 7)
-    a.max_blocks = a.max_blocks or (3 if q else 30)
-    a.group_budget = a.group_budget or (0.3 if q else 8.0)
+    common.harness_defaults(a, group_budget=8.0)
     if q and not a.compile:
         a.no_compile = True
     if a.torch_backend_max_units is None:
@@ -117,19 +108,10 @@ def _stats(rec):
     return common.summarize(rec["times_s"]) if rec.get("times_s") else None
 
 
-def gemm_peak(results):
-    best = None
-    for n, r in ((results.get("ceilings") or {}).get("gemm") or {}).items():
-        if r.get("times_s"):
-            g = 2 * int(n) ** 3 / common.summarize(r["times_s"])["median_s"] / 1e9
-            best = g if best is None else max(best, g)
-    return best
-
-
 def render_gibbs(results) -> str:
     from common import fmt_bytes, fmt_ms, fmt_num, fmt_pct, fmt_x, md_table
 
-    peak = gemm_peak(results)
+    peak = common.gemm_peak(results)
     out = []
     for section, title in (("sweeps", "Block Gibbs sweeps, fp32 (k sweeps = 2k+1 half-steps)"),
                            ("cd", "Full CD-1 training step, fp32")):
@@ -173,11 +155,7 @@ def render_gibbs(results) -> str:
 
 
 def render_all(results) -> str:
-    import render
-
-    parts = [render.render_meta(results), render.render_ceilings(results), render_gibbs(results),
-             render.render_notes(results)]
-    return "\n\n".join(p for p in parts if p) + "\n"
+    return common.render_with_meta(results, render_gibbs(results))
 
 
 if ARGS.render:
@@ -468,15 +446,7 @@ def main():
     for n in notes:
         log("note: " + n)
     log("== ceilings")
-    if args.quick:  # GEMM only (the copy ceilings allocate 512 MB; the fractions here are GEMM-based)
-        a = torch.randn(1024, 1024, device=device)
-        cc = torch.empty_like(a)
-        r = common.time_single(runner, lambda: torch.mm(a, a, out=cc), "gemm 1024")
-        r["GFLOPs"] = 2 * 1024 ** 3 / r["median_s"] / 1e9
-        results["ceilings"] = {"copy": {}, "gemm": {"1024": r}}
-        del a, cc
-    else:
-        results["ceilings"] = common.measure_ceilings(runner, device, quick=args.quick)
+    results["ceilings"] = common.gemm_ceilings(runner, device, args.quick)
     if args.quick:
         cases, cd_cases = QUICK_CASES, QUICK_CD
     else:

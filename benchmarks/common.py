@@ -569,6 +569,57 @@ def start_run(args, benchmark: str, quick_note: str, busy_what: str = "multi-thr
     return results, notes, t_start
 
 
+def add_harness_args(ap) -> None:
+    """The process and Runner options the gibbs/ais scripts share; see ``harness_defaults``."""
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--thp", action="store_true")
+    ap.add_argument("--warm-cache", action="store_true")
+    ap.add_argument("--block-time", type=float, default=None)
+    ap.add_argument("--min-blocks", type=int, default=None)
+    ap.add_argument("--max-blocks", type=int, default=None)
+    ap.add_argument("--group-budget", type=float, default=None)
+
+
+def harness_defaults(a, group_budget: float) -> None:
+    """Fill the unset Runner options of ``add_harness_args`` (``--quick``: short blocks, 3 rounds)."""
+    q = a.quick
+    a.block_time = a.block_time or (0.02 if q else 0.2)
+    a.min_blocks = a.min_blocks or (3 if q else 7)
+    a.max_blocks = a.max_blocks or (3 if q else 30)
+    a.group_budget = a.group_budget or (0.3 if q else group_budget)
+
+
+def gemm_peak(results):
+    """Best fp32 GEMM GFLOP/s among the run's ``ceilings.gemm`` records, or None."""
+    best = None
+    for n, r in ((results.get("ceilings") or {}).get("gemm") or {}).items():
+        if r.get("times_s"):
+            g = 2 * int(n) ** 3 / summarize(r["times_s"])["median_s"] / 1e9
+            best = g if best is None else max(best, g)
+    return best
+
+
+def gemm_ceilings(runner: "Runner", device: str, quick: bool) -> dict:
+    """``measure_ceilings``; with ``quick`` only one 1024 GEMM (the copy ceilings allocate 512 MB)."""
+    if not quick:
+        return measure_ceilings(runner, device, quick=quick)
+    import torch
+
+    a = torch.randn(1024, 1024, device=device)
+    cc = torch.empty_like(a)
+    r = time_single(runner, lambda: torch.mm(a, a, out=cc), "gemm 1024")
+    r["GFLOPs"] = 2 * 1024 ** 3 / r["median_s"] / 1e9
+    return {"copy": {}, "gemm": {"1024": r}}
+
+
+def render_with_meta(results, body: str) -> str:
+    """render.py's meta and ceilings sections, then ``body``, then the notes."""
+    import render
+
+    parts = [render.render_meta(results), render.render_ceilings(results), body, render.render_notes(results)]
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
 def make_runner(args, device: str) -> "Runner":
     return Runner(device=device, block_time=args.block_time, min_blocks=args.min_blocks,
                   max_blocks=args.max_blocks, group_budget=args.group_budget)
