@@ -377,14 +377,10 @@ def _read(path):
 
 
 def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    # imported here, not at the top: this module must load without torch (render.py, early_env)
+    from gensample._sysinfo import cpu_model as _cpu_model
+
+    return _cpu_model()
 
 
 def cpu_flags() -> str:

@@ -29,6 +29,8 @@ import sys
 import tempfile
 import time
 
+from ._sysinfo import cpu_model
+
 OPS = ("reparam", "gibbs", "langevin", "diagnostics", "ais", "ess")
 
 __all__ = ["OPS", "BenchError", "find_benchmarks", "run_suites", "compact_table", "metadata"]
@@ -57,17 +59,6 @@ def find_benchmarks() -> tuple[str, bool]:
                      "run from a gensample source checkout, or reinstall it with `pip install .` from one")
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def metadata(device: str, argv: list[str] | None = None) -> dict:
     import numpy as np
     import torch
@@ -89,7 +80,7 @@ def metadata(device: str, argv: list[str] | None = None) -> dict:
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "versions": {"gensample": gensample.__version__, "torch": torch.__version__, "triton": triton_v,
                      "numpy": np.__version__, "python": platform.python_version(), "torch_cuda": torch.version.cuda},
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "logical_cpus": os.cpu_count(),
         "gpu": gpu,
         "gensample_info": gensample.info(),

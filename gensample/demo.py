@@ -41,6 +41,8 @@ import time
 
 import torch
 
+from ._sysinfo import cpu_model
+
 __all__ = ["run", "FULL", "QUICK", "PNGS"]
 
 # Settings of the full run and the quick (test) run.
@@ -531,17 +533,6 @@ def _loadavg():
         return None
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 # ----------------------------------------------------------------------------
 # entry point
 # ----------------------------------------------------------------------------
@@ -611,7 +602,7 @@ def run(out_dir: str = "gensample-demo", quick: bool = False, device: str = "cpu
         info = gensample.info()
         load = _loadavg()
         rep = {"schema": "gensample-demo/1", "gensample": gensample.__version__, "torch": torch.__version__,
-               "python": platform.python_version(), "cpu": _cpu_name(), "device": str(dev), "backend": resolved,
+               "python": platform.python_version(), "cpu": cpu_model(), "device": str(dev), "backend": resolved,
                "requested_backend": backend, "torch_threads": torch.get_num_threads(), "seed": seed,
                "quick": bool(quick), "settings": dict(cfg, banana=BANANA), "logical_cpus": os.cpu_count(),
                "load_average_start": load_start, "load_average_end": load, "extension_loaded": info["extension"]["loaded"],
