@@ -48,7 +48,7 @@ from .._checks import check_float_tensor as _check_float_tensor
 from .._checks import check_int as _check_int
 from .._checks import check_real as _check_real
 from .._checks import check_shape as _check_shape
-from . import _triton_loader
+from . import _registry
 
 __all__ = ["gibbs_half_step", "gaussian_half_step", "gibbs_sweeps", "sigmoid_f32"]
 
@@ -159,32 +159,19 @@ _OPS = ("gibbs_half_step", "gaussian_half_step", "gibbs_sweeps")
 _FAKES = {"gibbs_half_step": _fake_half_step, "gaussian_half_step": _fake_gaussian, "gibbs_sweeps": _fake_sweeps}
 
 
-def _register_fakes(suffix: str) -> None:
-    for name in _OPS:
-        torch.library.register_fake(f"gensample::{name}{suffix}")(_FAKES[name])
-
-
 def _cpp_ops_defined() -> bool:
     # the schemas come with the extension (csrc/gibbs_ops.cpp); an older build lacks them
-    return _ext.loaded() and all(hasattr(torch.ops.gensample, n) for n in _OPS)
+    return _registry.cpp_ops_defined(_OPS)
 
 
-_register_fakes("_torch")
+_registry.register_fakes(_FAKES, "_torch")
 if _cpp_ops_defined():
-    _register_fakes("")
+    _registry.register_fakes(_FAKES, "")
 # triton_ops derive their fake implementations by tracing the launcher.
 
 
 def _op(name: str, backend: str):
-    if backend == "torch":
-        return getattr(torch.ops.gensample, name + "_torch")
-    if backend == "triton":
-        _triton_loader.require()
-        return getattr(torch.ops.gensample, name + "_triton")
-    if not _cpp_ops_defined():  # pragma: no cover - stale build
-        raise _backend.BackendUnavailableError(
-            f"gensample._C has no {name} kernels (built before the RBM ops); rebuild it with `make build`")
-    return getattr(torch.ops.gensample, name)  # cpu and cuda: dispatched by device
+    return _registry.lookup_op(name, backend, _OPS, "RBM")
 
 
 # ----------------------------------------------------------------------------

@@ -78,12 +78,12 @@ import math
 
 import torch
 
-from .. import _backend, _ext
+from .. import _backend
 from .. import random as _random
 from .._checks import check_float_tensor as _check_float_tensor
 from .._checks import check_int as _check_int
 from .._checks import check_shape as _check_shape
-from . import _triton_loader
+from . import _registry
 from .gibbs import _check_finite, _check_states, _check_weight, _count_nonbinary, _eager, _f32, sigmoid_f32
 
 __all__ = ["tempered_sweeps", "ais_rbm", "tempered_log_density", "softplus_f32", "base_log_partition"]
@@ -183,19 +183,14 @@ _OPS = ("tempered_sweeps", "ais_rbm")
 _FAKES = {"tempered_sweeps": _fake_sweeps, "ais_rbm": _fake_ais}
 
 
-def _register_fakes(suffix: str) -> None:
-    for name in _OPS:
-        torch.library.register_fake(f"gensample::{name}{suffix}")(_FAKES[name])
-
-
 def _cpp_ops_defined() -> bool:
     # the schemas come with the extension (csrc/tempered_ops.cpp); an older build lacks them
-    return _ext.loaded() and all(hasattr(torch.ops.gensample, n) for n in _OPS)
+    return _registry.cpp_ops_defined(_OPS)
 
 
-_register_fakes("_torch")
+_registry.register_fakes(_FAKES, "_torch")
 if _cpp_ops_defined():
-    _register_fakes("")
+    _registry.register_fakes(_FAKES, "")
 
 
 def _has_kernels(name: str, backend: str, device) -> bool:
@@ -220,17 +215,7 @@ def _resolve(backend, device, name: str) -> str:
 
 
 def _op(name: str, backend: str):
-    if backend == "torch":
-        return getattr(torch.ops.gensample, name + "_torch")
-    if backend == "triton":
-        _triton_loader.require()
-        if not hasattr(torch.ops.gensample, name + "_triton"):
-            raise _backend.BackendUnavailableError(f"triton backend has no {name} kernel yet")
-        return getattr(torch.ops.gensample, name + "_triton")
-    if not _cpp_ops_defined():
-        raise _backend.BackendUnavailableError(
-            f"gensample._C has no {name} kernels (built before the tempered ops); rebuild it with `make build`")
-    return getattr(torch.ops.gensample, name)  # cpu and cuda: dispatched by device
+    return _registry.lookup_op(name, backend, _OPS, "tempered")
 
 
 # ----------------------------------------------------------------------------
