@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 
+from ._fileio import atomic_write
 from ._sysinfo import cpu_model
 
 OPS = ("reparam", "gibbs", "langevin", "diagnostics", "ais", "ess")
@@ -170,20 +171,9 @@ def run_suites(ops: list[str], *, quick: bool, device: str, extra_args: list[str
 
 def write_json(path: str, obj) -> None:
     """Atomic JSON write (temporary file beside ``path``, then ``os.replace``)."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
-    try:
-        with os.fdopen(fd, "w") as f:
+    def w(tmp):
+        with open(tmp, "w") as f:
             json.dump(obj, f, indent=1, default=str)
             f.write("\n")
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+    atomic_write(path, w)

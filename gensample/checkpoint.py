@@ -24,11 +24,12 @@ a checkpoint.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any, Callable
 
 import torch
 from torch import nn
+
+from ._fileio import atomic_write
 
 FORMAT = "gensample-checkpoint/1"
 
@@ -115,26 +116,13 @@ def save(path: str | os.PathLike, *, kind: str, config: dict, state: dict, train
     obj = {"format": FORMAT, "gensample": __version__, "kind": kind, "config": dict(config),
            "state": {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v for k, v in state.items()},
            "training": training or {}, "data": data or {}, "metrics": list(metrics or [])}
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    def w(tmp):
+        with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+
+    return atomic_write(path, w)
 
 
 def load(path: str | os.PathLike, kind: str | tuple[str, ...] | None = None) -> dict[str, Any]:

@@ -25,8 +25,9 @@ import math
 import os
 import re
 import sys
-import tempfile
 import time
+
+from ._fileio import atomic_write
 
 PROG = "gensample"
 
@@ -173,18 +174,7 @@ class OutDir:
         self.ensure()
         final = self.file(name)
         suffix = os.path.splitext(name)[1]
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=f".tmp{suffix}", dir=self.path)
-        os.close(fd)
-        try:
-            writer(tmp)
-            _public_mode(tmp)
-            os.replace(tmp, final)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        atomic_write(final, writer, prefix=f".{name}.", suffix=f".tmp{suffix}")
         if final not in self.written:
             self.written.append(final)
         return final
@@ -201,13 +191,6 @@ class OutDir:
         """After a failure: drop the directory again if this run created it and left it empty."""
         if self.created and os.path.isdir(self.path) and not os.listdir(self.path):
             os.rmdir(self.path)
-
-
-def _public_mode(path: str) -> None:
-    """mkstemp files are 0600; give the final file the mode a plain open() would (umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
 
 
 def _json_default(o):

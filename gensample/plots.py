@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
+
+from ._fileio import atomic_write
 
 __all__ = ["image_grid", "rbm_filters", "reconstructions", "scatter_density", "bar_speedups", "save_figure"]
 
@@ -38,22 +39,11 @@ def _figure(width: float, height: float):
 
 def save_figure(fig, path: str) -> str:
     """Write ``fig`` as a PNG to ``path`` atomically (temp file + ``os.replace``)."""
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    def w(tmp):
+        with open(tmp, "wb") as f:
             fig.savefig(f, format="png")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; a picture is for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+
+    return atomic_write(path, w, prefix=".tmp-", suffix=".png")
 
 
 def _image_shape(n_pixels: int, shape):
