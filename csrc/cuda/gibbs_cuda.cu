@@ -89,7 +89,7 @@ void launch_epilogue(const at::Tensor& acc, const at::Tensor& state, const at::T
                      cudaStream_t stream) {
   const int64_t numel = acc.numel();
   if (numel == 0) return;
-  const kernels::EpilogueLaunch c = kernels::gibbs_epilogue_launch(numel, sms);
+  const kernels::Group4Launch c = kernels::group4_launch(numel, sms);
   kernels::GibbsEpilogueArgs a;
   a.acc = acc.data_ptr<float>();
   a.state = state.data_ptr<float>();

@@ -161,7 +161,7 @@ void launch_epilogue(const at::Tensor& acc, const at::Tensor& state, float* x_ou
                      const at::Tensor& seed, int64_t step, int sms, cudaStream_t stream) {
   const int64_t numel = acc.numel();
   if (numel == 0) return;
-  const kernels::TemperedLaunch c = kernels::tempered_launch(numel, sms);
+  const kernels::Group4Launch c = kernels::group4_launch(numel, sms);
   kernels::TemperedEpilogueArgs a;
   a.acc = acc.data_ptr<float>();
   a.state = state.data_ptr<float>();

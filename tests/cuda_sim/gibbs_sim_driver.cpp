@@ -62,7 +62,7 @@ void run_epilogue(Reader& rd, const char* out_path) {
   In sigma(rd, kGauss ? static_cast<size_t>(N) : 0), nstd(rd, kGauss ? static_cast<size_t>(N) : 0);
   Out* state = make_out(n, sizeof(float), shift);
   Out* acc = make_out(n, sizeof(float), shift, acc_in.p);
-  const K::EpilogueLaunch c = K::gibbs_epilogue_launch(static_cast<int64_t>(n), sm);
+  const K::Group4Launch c = K::group4_launch(static_cast<int64_t>(n), sm);
   K::GibbsEpilogueArgs a;
   a.acc = acc->ptr();
   a.state = state->ptr();

@@ -78,7 +78,7 @@ void epilogue(Stats& st, int sm, float* acc, float* state, float* x_out, const f
               int64_t B, int64_t N, const std::vector<Out*>& written) {
   const int64_t numel = B * N;
   if (numel == 0) return;  // the launcher skips empty launches
-  const K::TemperedLaunch c = K::tempered_launch(numel, sm);
+  const K::Group4Launch c = K::group4_launch(numel, sm);
   if (c.blocks <= 0 || c.blocks > 0x7FFFFFFFLL || c.threads != K::kThreads || c.groups * 4 < numel) ++st.bad_config;
   K::TemperedEpilogueArgs a;
   a.acc = acc;

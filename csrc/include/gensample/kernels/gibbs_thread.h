@@ -34,11 +34,6 @@
 namespace gensample {
 namespace kernels {
 
-// Offset of half-step t of a multi-step draw (gensample.random.substream).
-GS_HOST_DEVICE uint64_t step_offset(const SeedPair& sp, int64_t t) {
-  return sp.offset + (static_cast<uint64_t>(t) << 32);
-}
-
 // ============================ fused epilogue ==================================
 
 struct GibbsEpilogueArgs {
@@ -55,20 +50,6 @@ struct GibbsEpilogueArgs {
   bool vec;  // acc and state allow 16-byte vector access
 };
 
-struct EpilogueLaunch {
-  int64_t groups;  // ceil(B * N / 4)
-  int64_t blocks;
-  int threads;
-};
-
-GS_HOST_DEVICE EpilogueLaunch gibbs_epilogue_launch(int64_t numel, int sm_count) {
-  EpilogueLaunch c;
-  c.groups = numel / 4 + (numel % 4 != 0 ? 1 : 0);
-  c.threads = kThreads;
-  c.blocks = grid_blocks(ceil_div(c.groups, kThreads), sm_count);
-  return c;
-}
-
 inline bool gibbs_epilogue_vec_ok(const float* acc, const float* state) {
   return aligned_to(acc, 16) && aligned_to(state, 16);
 }
@@ -80,12 +61,7 @@ GS_HOST_DEVICE void gibbs_epilogue_group(const GibbsEpilogueArgs& a, uint64_t se
   const int64_t f0 = 4 * g;
   const int n = static_cast<int>(min64(4, numel - f0));
   float acc[4];
-  if (a.vec && n == 4) {
-    load4_vec<float, float>(a.acc + f0, acc);
-  } else {
-    GS_UNROLL
-    for (int l = 0; l < 4; ++l) acc[l] = l < n ? a.acc[f0 + l] : 0.0f;
-  }
+  load_group4(a.acc + f0, n, a.vec && n == 4, acc);
   uint32_t w[4];
   philox::words(seed, offset + static_cast<uint64_t>(g), w);
   float rnd[4];
@@ -124,7 +100,7 @@ template <bool kGauss>
 GS_HOST_DEVICE void gibbs_epilogue_thread(const GibbsEpilogueArgs& a, int64_t groups, int64_t block, int64_t grid,
                                           int64_t thread, int64_t threads) {
   const SeedPair sp = read_seed(a.seed, a.seed_stride);
-  const uint64_t offset = step_offset(sp, a.step);
+  const uint64_t offset = substream_offset(sp, a.step);
   for (int64_t g = block * threads + thread; g < groups; g += grid * threads) {
     gibbs_epilogue_group<kGauss>(a, sp.seed, offset, g);
   }
@@ -316,7 +292,7 @@ GS_HOST_DEVICE void sweep_half_thread(const GibbsSweepArgs& a, const SweepSmem& 
   const int64_t w_out = to_h ? 1 : a.nh;
   const bool last_h = to_h && t == 2 * a.k;
   const bool last_v = !to_h && t == 2 * a.k - 1;
-  const uint64_t offset = step_offset(sp, t);
+  const uint64_t offset = substream_offset(sp, t);
   const int64_t lo = r0 * N, hi = (r0 + nrows) * N;  // the block's stream range
   const int64_t g_first = lo >> 2, g_last = (hi - 1) >> 2;
   if constexpr (kVec) {

@@ -184,5 +184,36 @@ GS_HOST_DEVICE SeedPair read_seed(const int64_t* seed, int64_t stride) {
   return sp;
 }
 
+// Offset of half-step t of a multi-step draw (gensample.random.substream).
+GS_HOST_DEVICE uint64_t substream_offset(const SeedPair& sp, int64_t t) {
+  return sp.offset + (static_cast<uint64_t>(t) << 32);
+}
+
+// Launch of a flat 4-element-group epilogue over numel contiguous elements: group g is
+// one Philox call and elements 4g .. 4g + 3 (grid-stride over the groups).
+struct Group4Launch {
+  int64_t groups;  // ceil(numel / 4)
+  int64_t blocks;
+  int threads;
+};
+
+GS_HOST_DEVICE Group4Launch group4_launch(int64_t numel, int sm_count) {
+  Group4Launch c;
+  c.groups = numel / 4 + (numel % 4 != 0 ? 1 : 0);
+  c.threads = kThreads;
+  c.blocks = grid_blocks(ceil_div(c.groups, kThreads), sm_count);
+  return c;
+}
+
+// The n (<= 4) float lanes at p (a 16-byte vector load when vec); missing lanes are 0.
+GS_HOST_DEVICE void load_group4(const float* p, int n, bool vec, float out[4]) {
+  if (vec) {
+    load4_vec<float, float>(p, out);
+  } else {
+    GS_UNROLL
+    for (int l = 0; l < 4; ++l) out[l] = l < n ? p[l] : 0.0f;
+  }
+}
+
 }  // namespace kernels
 }  // namespace gensample

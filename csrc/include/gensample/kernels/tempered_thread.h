@@ -36,11 +36,6 @@
 namespace gensample {
 namespace kernels {
 
-// Offset of half-step t of a multi-step draw (gensample.random.substream).
-GS_HOST_DEVICE uint64_t tempered_step_offset(const SeedPair& sp, int64_t t) {
-  return sp.offset + (static_cast<uint64_t>(t) << 32);
-}
-
 // ============================ flat epilogue ===================================
 
 enum TemperedKind : int { kHidden = 0, kBernVisible = 1, kGaussVisible = 2 };
@@ -61,20 +56,6 @@ struct TemperedEpilogueArgs {
   bool vec;  // every (B, N) buffer allows 16-byte vector access
 };
 
-struct TemperedLaunch {
-  int64_t groups;  // ceil(B * N / 4)
-  int64_t blocks;
-  int threads;
-};
-
-GS_HOST_DEVICE TemperedLaunch tempered_launch(int64_t numel, int sm_count) {
-  TemperedLaunch c;
-  c.groups = numel / 4 + (numel % 4 != 0 ? 1 : 0);
-  c.threads = kThreads;
-  c.blocks = grid_blocks(ceil_div(c.groups, kThreads), sm_count);
-  return c;
-}
-
 inline bool tempered_vec_ok(const float* acc, const float* state, const float* x_out) {
   return aligned_to(acc, 16) && aligned_to(state, 16) && (x_out == nullptr || aligned_to(x_out, 16));
 }
@@ -88,12 +69,7 @@ GS_HOST_DEVICE void tempered_epilogue_group(const TemperedEpilogueArgs& a, uint6
   const int n = static_cast<int>(min64(4, numel - f0));
   const bool vec = a.vec && n == 4;
   float acc[4];
-  if (vec) {
-    load4_vec<float, float>(a.acc + f0, acc);
-  } else {
-    GS_UNROLL
-    for (int l = 0; l < 4; ++l) acc[l] = l < n ? a.acc[f0 + l] : 0.0f;
-  }
+  load_group4(a.acc + f0, n, vec, acc);
   uint32_t w[4];
   philox::words(seed, offset + static_cast<uint64_t>(g), w);
   float rnd[4];
@@ -147,7 +123,7 @@ template <int kKind>
 GS_HOST_DEVICE void tempered_epilogue_thread(const TemperedEpilogueArgs& a, int64_t groups, int64_t block,
                                              int64_t grid, int64_t thread, int64_t threads) {
   const SeedPair sp = read_seed(a.seed, a.seed_stride);
-  const uint64_t offset = tempered_step_offset(sp, a.step);
+  const uint64_t offset = substream_offset(sp, a.step);
   for (int64_t g = block * threads + thread; g < groups; g += grid * threads) {
     tempered_epilogue_group<kKind>(a, sp.seed, offset, g);
   }
@@ -190,7 +166,7 @@ GS_HOST_DEVICE AisLaunch ais_hidden_launch(int64_t B, int sm_count) {
 GS_HOST_DEVICE void ais_hidden_row_thread(const AisHiddenArgs& a, int64_t r, int64_t thread, int64_t threads,
                                           double& sp_out, double& ell_out) {
   const SeedPair sp = read_seed(a.seed, a.seed_stride);
-  const uint64_t offset = tempered_step_offset(sp, a.step);
+  const uint64_t offset = substream_offset(sp, a.step);
   const float bk = a.betas[a.k], bp = a.betas[a.k - 1];
   double s = 0.0, e = 0.0;
   if (a.nh > 0) {
@@ -372,7 +348,7 @@ GS_HOST_DEVICE void persist_hidden_thread(const PersistArgs& a, const PersistSme
                                           bool ais, int64_t step_k, bool last, int64_t r0, int64_t nrows,
                                           int64_t thread, int64_t threads) {
   const int64_t N = a.nh;
-  const uint64_t offset = tempered_step_offset(sp, t);
+  const uint64_t offset = substream_offset(sp, t);
   const int64_t lo = r0 * N, hi = (r0 + nrows) * N;
   const float bk = ais ? a.beta[step_k] : 0.0f, bp = ais ? a.beta[step_k - 1] : 0.0f;
   for (int64_t g = (lo >> 2) + thread; g <= ((hi - 1) >> 2); g += threads) {
@@ -430,7 +406,7 @@ GS_HOST_DEVICE void persist_visible_thread(const PersistArgs& a, const PersistSm
                                            bool ais, int64_t step_k, bool last, int64_t r0, int64_t nrows,
                                            int64_t thread, int64_t threads) {
   const int64_t N = a.nv;
-  const uint64_t offset = tempered_step_offset(sp, t);
+  const uint64_t offset = substream_offset(sp, t);
   const int64_t lo = r0 * N, hi = (r0 + nrows) * N;
   for (int64_t g = (lo >> 2) + thread; g <= ((hi - 1) >> 2); g += threads) {
     uint32_t w[4];
