@@ -367,7 +367,27 @@ def _textbook_energy_grad(target, x):
     return e.detach(), g
 
 
-class TextbookLangevin:
+class _SteppedLangevin:
+    """burn / draws / acceptance of a chain advanced one step at a time by ``_step()``
+    (``current()``: its state; ``accepted`` / ``steps`` count MALA acceptances)."""
+
+    def burn(self, n):
+        for _ in range(n):
+            self._step()
+        self.accepted.zero_()
+        self.steps = 0
+
+    def draws(self, n, buf, i0):
+        for i in range(i0, i0 + n):
+            for _ in range(self.thin):
+                self._step()
+            buf[:, i] = self.current()
+
+    def acceptance(self):
+        return float(self.accepted) / max(1, self.steps * self.current().shape[0]) if self.mala else None
+
+
+class TextbookLangevin(_SteppedLangevin):
     """Eager ULA / MALA (energy convention: x' = x - h grad E + sqrt(2h) eps)."""
 
     def __init__(self, target, x0, h, thin, metropolis):
@@ -397,23 +417,11 @@ class TextbookLangevin:
         self.accepted += acc.sum()
         self.steps += 1
 
-    def burn(self, n):
-        for _ in range(n):
-            self._step()
-        self.accepted.zero_()
-        self.steps = 0
-
-    def draws(self, n, buf, i0):
-        for i in range(i0, i0 + n):
-            for _ in range(self.thin):
-                self._step()
-            buf[:, i] = self.x
-
-    def acceptance(self):
-        return float(self.accepted) / max(1, self.steps * self.x.shape[0]) if self.mala else None
+    def current(self):
+        return self.x
 
 
-class GensampleLangevin:
+class GensampleLangevin(_SteppedLangevin):
     """gensample.samplers.ula_step / mala_step (state with cached energy and gradient)."""
 
     def __init__(self, target, x0, h, thin, metropolis, backend, seed):
@@ -433,20 +441,8 @@ class GensampleLangevin:
             self.accepted += info.accepted.sum()
             self.steps += 1
 
-    def burn(self, n):
-        for _ in range(n):
-            self._step()
-        self.accepted.zero_()
-        self.steps = 0
-
-    def draws(self, n, buf, i0):
-        for i in range(i0, i0 + n):
-            for _ in range(self.thin):
-                self._step()
-            buf[:, i] = self.state.x
-
-    def acceptance(self):
-        return float(self.accepted) / max(1, self.steps * self.state.x.shape[0]) if self.mala else None
+    def current(self):
+        return self.state.x
 
 
 class SamplerLangevin:
