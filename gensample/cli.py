@@ -54,54 +54,25 @@ class _Parser(argparse.ArgumentParser):
 # ---------------------------------------------------------------------------------------------
 
 
-def _pos_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
+def _number(conv, ok, what: str, in_range: str, show_value: bool = False):
+    """An argparse ``type``: ``conv(s)`` (else "expected <what>"), then ``ok(v)`` (else
+    "expected <in_range>", quoting the parsed value if ``show_value``, else the text)."""
+    def parse(s: str):
+        try:
+            v = conv(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"expected {in_range}, got {v if show_value else s}")
+        return v
+    return parse
 
 
-def _nonneg_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
-    return v
-
-
-def _pos_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {s}")
-    return v
-
-
-def _nonneg_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {s!r}") from None
-    if not (math.isfinite(v) and v >= 0):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {s}")
-    return v
-
-
-def _finite_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {s}")
-    return v
+_pos_int = _number(int, lambda v: v >= 1, "a positive integer", "a positive integer", show_value=True)
+_nonneg_int = _number(int, lambda v: v >= 0, "an integer >= 0", "an integer >= 0", show_value=True)
+_pos_float = _number(float, lambda v: math.isfinite(v) and v > 0, "a positive number", "a positive number")
+_nonneg_float = _number(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0", "a number >= 0")
+_finite_float = _number(float, math.isfinite, "a number", "a finite number")
 
 
 # ---------------------------------------------------------------------------------------------
