@@ -653,6 +653,18 @@ void prepare(Prepared& P, const at::Tensor& v, const at::Tensor& weight, const a
   P.nb = nb;
 }
 
+// The mm path's first GEMM input: x = v / sigma (Gaussian, a new (B, nv) tensor) or vin.
+at::Tensor mm_input(const Model& M, const at::Tensor& vin, int64_t B, int64_t nv) {
+  if (!M.gaussian) return vin;
+  const float* vin_p = vin.const_data_ptr<float>();
+  at::Tensor x = at::empty({B, nv}, vin.options());
+  float* xp = x.mutable_data_ptr<float>();
+  at::parallel_for(0, B * nv, 1 << 14, [&](int64_t e0, int64_t e1) {
+    for (int64_t e = e0; e < e1; ++e) xp[e] = tempered::gaussian_input(vin_p[e], M.sigma[e % nv]);
+  });
+  return x;
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> tempered_sweeps_cpu(const at::Tensor& v0, const at::Tensor& weight,
                                                                    const at::Tensor& visible_bias,
                                                                    const at::Tensor& hidden_bias,
@@ -695,16 +707,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> tempered_sweeps_cpu(const at::Ten
     return {v_out, h_out, a_out};
   }
   // mm: x = v / sigma (Gaussian) or v; one at::mm per hidden half-step, then the blocks.
-  at::Tensor x;
-  if (M.gaussian) {
-    x = at::empty({B, nv}, v0.options());
-    float* xp = x.mutable_data_ptr<float>();
-    at::parallel_for(0, B * nv, 1 << 14, [&](int64_t e0, int64_t e1) {
-      for (int64_t e = e0; e < e1; ++e) xp[e] = tempered::gaussian_input(vin_p[e], M.sigma[e % nv]);
-    });
-  } else {
-    x = vin;
-  }
+  at::Tensor x = mm_input(M, vin, B, nv);
   at::Tensor acc = at::empty({B, nh}, v0.options());
   for (int64_t s = 0; s <= k; ++s) {
     at::mm_out(acc, x, weight);
@@ -766,16 +769,7 @@ std::tuple<at::Tensor, at::Tensor> ais_rbm_cpu(const at::Tensor& v0, const at::T
     });
     return {log_w, v_out};
   }
-  at::Tensor x;
-  if (M.gaussian) {
-    x = at::empty({B, nv}, v0.options());
-    float* xp = x.mutable_data_ptr<float>();
-    at::parallel_for(0, B * nv, 1 << 14, [&](int64_t e0, int64_t e1) {
-      for (int64_t e = e0; e < e1; ++e) xp[e] = tempered::gaussian_input(vin_p[e], M.sigma[e % nv]);
-    });
-  } else {
-    x = vin;
-  }
+  at::Tensor x = mm_input(M, vin, B, nv);
   at::Tensor acc = at::empty({B, nh}, v0.options());
   for (int64_t s = 1; s <= K; ++s) {
     at::mm_out(acc, x, weight);
