@@ -71,3 +71,41 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+# ---------------------------------------------------------------------------------------------
+# exact inputs and bit-for-bit comparison, shared by the interpreter (test_*_triton.py) and
+# simulator (test_*_cuda_sim.py) tests of the gibbs and tempered kernels
+# ---------------------------------------------------------------------------------------------
+# (seed, offset) pairs: the seed's high bit set; counters crossing 2^32; the offset wrapping
+SEEDS = [(12345, 0), (2**63 + 0x5EED, 2**32 - 3), (0xFFFFFFFF, 2**64 - 2)]
+
+
+def assert_bits_equal(name, got, ref, reshape=False):
+    """float32 ``got`` equals ``ref`` bit for bit (``reshape``: ``got`` is first viewed as ``ref``'s shape)."""
+    if reshape:
+        got = got.reshape(ref.shape)
+    assert got.shape == ref.shape, f"{name}: shape {tuple(got.shape)} != {tuple(ref.shape)}"
+    diff = got.contiguous().view(torch.int32) != ref.contiguous().view(torch.int32)
+    assert not diff.any(), (f"{name}: {int(diff.sum())} of {diff.numel()} elements differ, first at "
+                            f"{diff.nonzero()[0].tolist()}: {got[diff][0].item()!r} vs {ref[diff][0].item()!r}")
+
+
+def dyadic(gen, *shape, scale=2.0):
+    """Multiples of 2^-6 in [-scale, scale]: products with 0/1 inputs and their sums are exact."""
+    m = int(scale * 64)
+    return torch.randint(-m, m + 1, shape, generator=gen).to(torch.float32) / 64
+
+
+def binary(gen, *shape):
+    return torch.randint(0, 2, shape, generator=gen).to(torch.float32)
+
+
+def one_per_column(gen, nv, nh):
+    """W with one nonzero +-2^e (e in -2..1) per column: x @ W is exact for any float x."""
+    w = torch.zeros(nv, nh)
+    if nv:
+        rows = torch.randint(0, nv, (nh,), generator=gen)
+        sign = torch.randint(0, 2, (nh,), generator=gen) * 2 - 1
+        w[rows, torch.arange(nh)] = 2.0 ** torch.randint(-2, 2, (nh,), generator=gen).float() * sign
+    return w

@@ -20,6 +20,8 @@ import pytest
 import torch
 
 import gensample  # noqa: F401  (registers the torch backend ops)
+from conftest import SEEDS, binary, dyadic
+from conftest import assert_bits_equal as _assert_bits_equal
 from cuda_sim_support import (H100_SMS, VEC, blob, check_writes, decode, driver_fixture, f32_word, requires_cxx,
                               run_driver)
 from gensample import random as R
@@ -28,6 +30,13 @@ from gensample.ops import gibbs as _gibbs  # noqa: F401
 pytestmark = requires_cxx
 
 ops = torch.ops.gensample
+
+
+def assert_bits_equal(name, got, ref):
+    """The driver's outputs come back flat: compare them in ``ref``'s shape."""
+    _assert_bits_equal(name, got, ref, reshape=True)
+
+
 EPI_STATS = ("blocks", "threads", "groups", "vec", "bad_config")
 SWEEP_STATS = ("fits", "cb", "blocks", "threads", "smem_bytes", "smem_bad", "bad_config", "vec")
 
@@ -39,25 +48,6 @@ def _run(sim, words, tensors, tmp_path):
     """Runs the driver on float32 tensors; the outputs come back as float32 tensors."""
     stats, outs = run_driver(sim, words, [blob(t) for t in tensors], tmp_path)
     return stats, [(decode(raw), counts) for raw, counts in outs]
-
-
-def assert_bits_equal(name, got, ref):
-    got, ref = got.reshape(ref.shape), ref.contiguous()
-    diff = got.view(torch.int32) != ref.view(torch.int32)
-    assert not diff.any(), (f"{name}: {int(diff.sum())} of {diff.numel()} differ, first at "
-                            f"{diff.nonzero()[0].tolist()}: {got[diff][0].item()!r} vs {ref[diff][0].item()!r}")
-
-
-def dyadic(gen, *shape, scale=2.0):
-    m = int(scale * 64)
-    return torch.randint(-m, m + 1, shape, generator=gen).to(torch.float32) / 64
-
-
-def binary(gen, *shape):
-    return torch.randint(0, 2, shape, generator=gen).to(torch.float32)
-
-
-SEEDS = [(12345, 0), (2**63 + 0x5EED, 2**32 - 3), (0xFFFFFFFF, 2**64 - 2)]
 
 
 # ----------------------------------------------------------------------------

@@ -31,31 +31,13 @@ from gensample import random as R  # noqa: E402
 from gensample.ops import gibbs as gibbs_ops  # noqa: E402
 from gensample.ops import gibbs_triton as gt  # noqa: E402
 
+from conftest import SEEDS, assert_bits_equal, binary, dyadic  # noqa: E402
+
 ops = torch.ops.gensample
 
 
 def bits(t: torch.Tensor) -> torch.Tensor:
     return t.contiguous().view(torch.int32)
-
-
-def assert_bits_equal(name, got, ref):
-    assert got.shape == ref.shape, f"{name}: shape {tuple(got.shape)} != {tuple(ref.shape)}"
-    diff = bits(got) != bits(ref)
-    assert not diff.any(), (f"{name}: {int(diff.sum())} of {diff.numel()} elements differ, first at "
-                            f"{diff.nonzero()[0].tolist()}: {got[diff][0].item()!r} vs {ref[diff][0].item()!r}")
-
-
-def dyadic(gen, *shape, scale=2.0):
-    """Multiples of 2^-6 in [-scale, scale]: products with 0/1 inputs and their sums are exact."""
-    m = int(scale * 64)
-    return torch.randint(-m, m + 1, shape, generator=gen).to(torch.float32) / 64
-
-
-def binary(gen, *shape):
-    return torch.randint(0, 2, shape, generator=gen).to(torch.float32)
-
-
-SEEDS = [(12345, 0), (2**63 + 0x5EED, 2**32 - 3), (0xFFFFFFFF, 2**64 - 2)]  # high bit; counters cross 2^32; wrap
 
 
 # ----------------------------------------------------------------------------------
@@ -342,7 +324,6 @@ _COMPILE_SCRIPT = textwrap.dedent(r"""
         assert fmas(body) == 3 * bb * 64 * 32 // (32 * w), (name, fmas(body))
     print("OK")
 """)
-
 
 
 def _compile_check(mode: str) -> None:

@@ -24,6 +24,8 @@ import pytest
 import torch
 
 import gensample  # noqa: F401  (registers the torch backend ops)
+from conftest import SEEDS, binary, dyadic, one_per_column
+from conftest import assert_bits_equal as _assert_bits_equal
 from cuda_sim_support import H100_SMS, VEC, blob, check_base, decode, driver_fixture, f32_word, requires_cxx, run_driver
 from gensample import random as R
 from gensample.ops import tempered  # noqa: F401
@@ -31,37 +33,17 @@ from gensample.ops import tempered  # noqa: F401
 pytestmark = requires_cxx
 
 ops = torch.ops.gensample
-SEEDS = [(12345, 0), (2**63 + 0x5EED, 2**32 - 3), (0xFFFFFFFF, 2**64 - 2)]
+
+
+def assert_bits_equal(name, got, ref):
+    """The driver's outputs come back flat: compare them in ``ref``'s shape."""
+    _assert_bits_equal(name, got, ref, reshape=True)
+
+
 # driver stats after the base three: bad_writes, launches, vec_launches, bad_config
 BAD_WRITES, LAUNCHES, VEC_LAUNCHES, BAD_CONFIG = 3, 4, 5, 6
 
 sim = driver_fixture("tempered_sim_driver.cpp", "tempered_sim", torch_includes=False, werror=True)
-
-
-def assert_bits_equal(name, got, ref):
-    got, ref = got.reshape(ref.shape), ref.contiguous()
-    diff = got.view(torch.int32) != ref.view(torch.int32)
-    assert not diff.any(), (f"{name}: {int(diff.sum())} of {diff.numel()} differ, first at "
-                            f"{diff.nonzero()[0].tolist()}: {got[diff][0].item()!r} vs {ref[diff][0].item()!r}")
-
-
-def dyadic(gen, *shape, scale=2.0):
-    m = int(scale * 64)
-    return torch.randint(-m, m + 1, shape, generator=gen).to(torch.float32) / 64
-
-
-def binary(gen, *shape):
-    return torch.randint(0, 2, shape, generator=gen).to(torch.float32)
-
-
-def one_per_column(gen, nv, nh):
-    """W with one nonzero +-2^e (e in -2..1) per column: x @ W is exact for any float x."""
-    w = torch.zeros(nv, nh)
-    if nv:
-        rows = torch.randint(0, nv, (nh,), generator=gen)
-        sign = torch.randint(0, 2, (nh,), generator=gen) * 2 - 1
-        w[rows, torch.arange(nh)] = 2.0 ** torch.randint(-2, 2, (nh,), generator=gen).float() * sign
-    return w
 
 
 def model(kind, B, nv, nh, salt):

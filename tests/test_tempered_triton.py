@@ -27,34 +27,9 @@ from gensample import random as R  # noqa: E402
 from gensample.ops import tempered  # noqa: E402
 from gensample.ops import tempered_triton as tt  # noqa: E402
 
+from conftest import SEEDS, assert_bits_equal, binary, dyadic, one_per_column  # noqa: E402
+
 ops = torch.ops.gensample
-SEEDS = [(12345, 0), (2**63 + 0x5EED, 2**32 - 3), (0xFFFFFFFF, 2**64 - 2)]  # high bit; counters cross 2^32; wrap
-
-
-def assert_bits_equal(name, got, ref):
-    assert got.shape == ref.shape, f"{name}: shape {tuple(got.shape)} != {tuple(ref.shape)}"
-    diff = got.contiguous().view(torch.int32) != ref.contiguous().view(torch.int32)
-    assert not diff.any(), (f"{name}: {int(diff.sum())} of {diff.numel()} elements differ, first at "
-                            f"{diff.nonzero()[0].tolist()}: {got[diff][0].item()!r} vs {ref[diff][0].item()!r}")
-
-
-def dyadic(gen, *shape, scale=2.0):
-    m = int(scale * 64)
-    return torch.randint(-m, m + 1, shape, generator=gen).to(torch.float32) / 64
-
-
-def binary(gen, *shape):
-    return torch.randint(0, 2, shape, generator=gen).to(torch.float32)
-
-
-def one_per_column(gen, nv, nh):
-    """W with one nonzero +-2^e (e in -2..1) per column: x @ W is exact for any float x."""
-    w = torch.zeros(nv, nh)
-    rows = torch.randint(0, nv, (nh,), generator=gen)
-    sign = torch.randint(0, 2, (nh,), generator=gen) * 2 - 1
-    vals = 2.0 ** torch.randint(-2, 2, (nh,), generator=gen).float() * sign
-    w[rows, torch.arange(nh)] = vals
-    return w
 
 
 def model(kind, B, nv, nh, seed_i):
