@@ -109,3 +109,26 @@ def one_per_column(gen, nv, nh):
         sign = torch.randint(0, 2, (nh,), generator=gen) * 2 - 1
         w[rows, torch.arange(nh)] = 2.0 ** torch.randint(-2, 2, (nh,), generator=gen).float() * sign
     return w
+
+
+# ---------------------------------------------------------------------------------------------
+# exact inputs for the cpu-kernel tests (test_gibbs_ops.py, test_tempered_cpu.py)
+# ---------------------------------------------------------------------------------------------
+def dyadic_grid(*shape, g, lim=128):
+    """Multiples of 2^-6 in [-2, 2]: sums of up to 2^18 of them are exact in float32."""
+    return torch.randint(-lim, lim + 1, shape, generator=g).float() / 64
+
+
+def bernoulli_states(*shape, g, p=0.4):
+    return (torch.rand(shape, generator=g) < p).float()
+
+
+def gen(s=7):
+    return torch.Generator().manual_seed(s)
+
+
+def check_equal(a, b, what):
+    """Same shape and dtype, and bit for bit the same float32 values as the torch backend's."""
+    assert a.shape == b.shape and a.dtype == b.dtype, what
+    mismatches = int((a.view(torch.int32) != b.view(torch.int32)).sum())
+    assert mismatches == 0, f"{what}: {mismatches} of {a.numel()} entries differ from the torch backend"

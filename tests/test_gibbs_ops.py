@@ -19,22 +19,12 @@ from gensample import random as R
 from gensample.ops import gibbs as G
 from gensample.ops import gaussian_half_step, gibbs_half_step, gibbs_sweeps
 
-from conftest import backend_params
+from conftest import backend_params, gen
+from conftest import bernoulli_states as binary
+from conftest import check_equal as _check_equal
+from conftest import dyadic_grid as dyadic
 
 ops = torch.ops.gensample
-
-
-def dyadic(*shape, g, lim=128):
-    """Multiples of 2^-6 in [-2, 2]: sums of up to 2^18 of them are exact in float32."""
-    return torch.randint(-lim, lim + 1, shape, generator=g).float() / 64
-
-
-def binary(*shape, g, p=0.4):
-    return (torch.rand(shape, generator=g) < p).float()
-
-
-def gen(s=7):
-    return torch.Generator().manual_seed(s)
 
 
 # (n_visible, n_hidden, batch): awkward widths (not multiples of 4 or 8, one unit,
@@ -45,12 +35,6 @@ SHAPES_TRITON = [(7, 5, 3), (13, 21, 1), (1, 9, 37)]  # the interpreter is slow
 
 def _shapes(backend):
     return SHAPES_TRITON if backend == "triton" else SHAPES
-
-
-def _check_equal(a, b, what):
-    assert a.shape == b.shape and a.dtype == b.dtype, what
-    mismatches = int((a.view(torch.int32) != b.view(torch.int32)).sum())
-    assert mismatches == 0, f"{what}: {mismatches} of {a.numel()} entries differ from the torch backend"
 
 
 # ----------------------------------------------------------------------------

@@ -21,6 +21,10 @@ import gensample
 from gensample import random as R
 from gensample.ops import tempered as T
 
+from conftest import check_equal, gen
+from conftest import bernoulli_states as binary
+from conftest import dyadic_grid as dyadic
+
 ops = torch.ops.gensample
 
 pytestmark = pytest.mark.skipif(
@@ -33,30 +37,11 @@ PATHS = ["lut", "rowsum", "grouped", "mm"]
 ENV = {"lut": ("lut", "0"), "rowsum": ("rowsum", "0"), "grouped": ("rowsum", "1"), "mm": ("mm", "0")}
 
 
-def dyadic(*shape, g, lim=128):
-    """Multiples of 2^-6 in [-2, 2]: sums of up to 2^18 of them are exact in float32."""
-    return torch.randint(-lim, lim + 1, shape, generator=g).float() / 64
-
-
-def binary(*shape, g, p=0.4):
-    return (torch.rand(shape, generator=g) < p).float()
-
-
-def gen(s=7):
-    return torch.Generator().manual_seed(s)
-
-
 def betas_with_ends(B, g):
     beta = torch.rand(B, generator=g)
     beta[0::3] = 0.0
     beta[1::3] = 1.0
     return beta
-
-
-def check_equal(a, b, what):
-    assert a.shape == b.shape and a.dtype == b.dtype, what
-    mismatches = int((a.view(torch.int32) != b.view(torch.int32)).sum())
-    assert mismatches == 0, f"{what}: {mismatches} of {a.numel()} entries differ from the torch backend"
 
 
 # (n_visible, n_hidden, batch): widths that are not multiples of 8 (one more than a
