@@ -667,17 +667,8 @@ def measure_case(args, results, case, base, chains, bufs, stats_fns, N, burn, ex
 
 
 def gensample_backends(device, notes):
-    def probe(b):
-        try:
-            v = torch.ones(3, 5, device=device)
-            gibbs_sweeps(v, torch.zeros(5, 4, device=device), torch.zeros(5, device=device),
-                         torch.zeros(4, device=device), k=1, backend=b)
-        except Exception as e:
-            return _err(e)
-        return None
-
     out = []
-    for b in common.candidate_backends(device, notes, probe):
+    for b in common.candidate_backends(device, notes, common.gibbs_probe(device, _err, k=1)):
         if b == "torch":
             notes.append("gensample backend `torch` (the pure-torch Philox spec, slow by design) is not timed here")
             continue

@@ -182,15 +182,7 @@ def _err(e):
 
 def _probe(device):
     """None if a backend runs gibbs_sweeps on a tiny input here, else why not."""
-    def probe(b):
-        try:
-            v = torch.ones(3, 5, device=device)
-            gibbs_sweeps(v, torch.zeros(5, 4, device=device), torch.zeros(5, device=device),
-                         torch.zeros(4, device=device), k=2, backend=b)
-        except Exception as e:
-            return _err(e)
-        return None
-    return probe
+    return common.gibbs_probe(device, _err, k=2)
 
 def make_rbm(nv, nh, device, seed=0):
     g = torch.Generator().manual_seed(seed)

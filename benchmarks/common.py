@@ -732,6 +732,24 @@ def candidate_backends(device: str, notes: list, probe=None) -> list:
     return out
 
 
+def gibbs_probe(device: str, err, k: int = 1):
+    """A ``candidate_backends`` probe: None if a backend runs ``gibbs_sweeps`` (``k`` sweeps)
+    on a tiny input on ``device``, else ``err(exception)``."""
+    import torch
+
+    from gensample.ops import gibbs_sweeps
+
+    def probe(b):
+        try:
+            v = torch.ones(3, 5, device=device)
+            gibbs_sweeps(v, torch.zeros(5, 4, device=device), torch.zeros(5, device=device),
+                         torch.zeros(4, device=device), k=k, backend=b)
+        except Exception as e:
+            return err(e)
+        return None
+    return probe
+
+
 def err_text(e: BaseException, first_sentence: bool = True) -> str:
     """``Type: first line of the message`` (at most 300 chars; a long line cut to its first sentence)."""
     msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
