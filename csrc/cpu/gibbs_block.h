@@ -195,6 +195,26 @@ inline int32_t compact_input_impl(const float* GS_RESTRICT x, int64_t n, int32_t
   return binary ? c : -1 - c;
 }
 
+// a += row r0 (8 NV columns).
+template <int NV>
+GS_ALWAYS_INLINE void add_row(vec* a, const float* r0) {
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) a[v] += *reinterpret_cast<const uvec*>(r0 + 8 * v);
+}
+
+// a += row r0; row r1 into b (kDual: a second accumulator set) or a.
+template <int NV, bool kDual>
+GS_ALWAYS_INLINE void add_row_pair(vec* a, vec* b, const float* r0, const float* r1) {
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) {
+    a[v] += *reinterpret_cast<const uvec*>(r0 + 8 * v);
+    if (kDual)
+      b[v] += *reinterpret_cast<const uvec*>(r1 + 8 * v);
+    else
+      a[v] += *reinterpret_cast<const uvec*>(r1 + 8 * v);
+  }
+}
+
 // out[0 .. 8 NV) (+)= sum of the rows W + idx[q] * ldw, q < n (8 NV columns). Two
 // accumulator sets (even / odd list positions) give independent add chains.
 template <int NV, bool kAcc>
@@ -234,19 +254,11 @@ GS_ALWAYS_INLINE void sum_rows_impl(const float* GS_RESTRICT W, int64_t ldw, con
   for (; q + 1 < n; q += 2) {
     const float* r0 = W + static_cast<int64_t>(idx[q]) * ldw;
     const float* r1 = W + static_cast<int64_t>(idx[q + 1]) * ldw;
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) {
-      a[v] += *reinterpret_cast<const uvec*>(r0 + 8 * v);
-      if (kDual)
-        b[v] += *reinterpret_cast<const uvec*>(r1 + 8 * v);
-      else
-        a[v] += *reinterpret_cast<const uvec*>(r1 + 8 * v);
-    }
+    add_row_pair<NV, kDual>(a, b, r0, r1);
   }
   if (q < n) {
     const float* r0 = W + static_cast<int64_t>(idx[q]) * ldw;
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) a[v] += *reinterpret_cast<const uvec*>(r0 + 8 * v);
+    add_row<NV>(a, r0);
   }
 #pragma GCC unroll 8
   for (int v = 0; v < NV; ++v) *reinterpret_cast<uvec*>(out + 8 * v) = kDual ? a[v] + b[v] : a[v];
@@ -364,19 +376,11 @@ GS_ALWAYS_INLINE void lut_sum_impl(const float* GS_RESTRICT T, int64_t ld, const
   for (; g + 1 < ng; g += 2) {
     const float* r0 = T + (g * 16 + nib[g]) * ld;
     const float* r1 = T + ((g + 1) * 16 + nib[g + 1]) * ld;
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) {
-      a[v] += *reinterpret_cast<const uvec*>(r0 + 8 * v);
-      if (kDual)
-        b[v] += *reinterpret_cast<const uvec*>(r1 + 8 * v);
-      else
-        a[v] += *reinterpret_cast<const uvec*>(r1 + 8 * v);
-    }
+    add_row_pair<NV, kDual>(a, b, r0, r1);
   }
   if (g < ng) {
     const float* r0 = T + (g * 16 + nib[g]) * ld;
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) a[v] += *reinterpret_cast<const uvec*>(r0 + 8 * v);
+    add_row<NV>(a, r0);
   }
 #pragma GCC unroll 8
   for (int v = 0; v < NV; ++v) *reinterpret_cast<uvec*>(out + 8 * v) = kDual ? a[v] + b[v] : a[v];
