@@ -32,18 +32,6 @@ namespace sim {
 
 namespace K = gensample::kernels;
 
-// An exact-size float32 input read from the stream.
-struct In {
-  float* p = nullptr;
-  In(Reader& rd, size_t n) {
-    p = static_cast<float*>(alloc_exact(n * sizeof(float)));
-    rd.bytes(p, n * sizeof(float));
-  }
-  ~In() { std::free(p); }
-  In(const In&) = delete;
-  In& operator=(const In&) = delete;
-};
-
 // --- fused epilogue -------------------------------------------------------------------
 //   words: B, N, sm_count, step, beta (f32 bits), out_shift, seed (3 words)
 //   blobs: acc (B*N), bias (N) [, sigma (N), noise_std (N)]

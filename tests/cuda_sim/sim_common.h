@@ -109,6 +109,18 @@ inline void* alloc_exact(size_t bytes) {
   return p;
 }
 
+// An exact-size float32 input read from the stream.
+struct In {
+  float* p = nullptr;
+  In(Reader& rd, size_t n) {
+    p = static_cast<float*>(alloc_exact(n * sizeof(float)));
+    rd.bytes(p, n * sizeof(float));
+  }
+  ~In() { std::free(p); }
+  In(const In&) = delete;
+  In& operator=(const In&) = delete;
+};
+
 // The seed pair lives in device memory; here, a buffer read through the stride.
 struct SeedBuf {
   std::vector<int64_t> mem;

@@ -31,17 +31,6 @@ namespace sim {
 
 namespace K = gensample::kernels;
 
-struct In {
-  float* p = nullptr;
-  In(Reader& rd, size_t n) {
-    p = static_cast<float*>(alloc_exact(n * sizeof(float)));
-    rd.bytes(p, n * sizeof(float));
-  }
-  ~In() { std::free(p); }
-  In(const In&) = delete;
-  In& operator=(const In&) = delete;
-};
-
 // acc (B, N) = x (B, n_in) @ W (n_in, N) or x @ W^T with W (N, n_in) stored (nv, nh).
 void gemm(const float* x, const float* w, float* acc, int64_t B, int64_t nv, int64_t nh, bool to_h) {
   const int64_t n_in = to_h ? nv : nh, N = to_h ? nh : nv;
