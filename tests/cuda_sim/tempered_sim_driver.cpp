@@ -31,6 +31,14 @@ namespace sim {
 
 namespace K = gensample::kernels;
 
+// x_0 = v_0 / sigma (the launcher's at::div) or v_0: the first hidden GEMM's input.
+std::vector<float> first_input(const In& v0, const In& sigma, int64_t B, int64_t nv, bool gauss) {
+  std::vector<float> x0(static_cast<size_t>(B * nv));
+  for (int64_t i = 0; i < B * nv; ++i)
+    x0[i] = gauss ? gensample::tempered::gaussian_input(v0.p[i], sigma.p[i % nv]) : v0.p[i];
+  return x0;
+}
+
 // acc (B, N) = x (B, n_in) @ W (n_in, N) or x @ W^T with W (N, n_in) stored (nv, nh).
 void gemm(const float* x, const float* w, float* acc, int64_t B, int64_t nv, int64_t nh, bool to_h) {
   const int64_t n_in = to_h ? nv : nh, N = to_h ? nh : nv;
@@ -111,10 +119,7 @@ void run_sweeps(Reader& rd, const char* out_path) {
   Out* v_acc = make_out(B * nv, sizeof(float), shift);
   Out* vs = make_out(B * nv, sizeof(float), shift);
   Out* x = make_out(gauss ? B * nv : 0, sizeof(float), shift);
-  // x_0 = v_0 / sigma (the launcher's at::div) or v_0
-  std::vector<float> x0(static_cast<size_t>(B * nv));
-  for (int64_t i = 0; i < B * nv; ++i)
-    x0[i] = gauss ? gensample::tempered::gaussian_input(v0.p[i], sigma.p[i % nv]) : v0.p[i];
+  const std::vector<float> x0 = first_input(v0, sigma, B, nv, gauss);
   gemm(x0.data(), w.p, a->ptr(), B, nv, nh, true);
   epilogue<K::kHidden>(st, sm, a->ptr(), h->ptr(), nullptr, hb.p, nullptr, nullptr, beta.p, 1, seed, 0, B, nh,
                        {a, h});
@@ -157,9 +162,7 @@ void run_ais(Reader& rd, const char* out_path) {
   Out* acc_v = make_out(B * nv, sizeof(float), shift);
   Out* vs = make_out(B * nv, sizeof(float), shift);
   Out* xs = make_out(gauss ? B * nv : 0, sizeof(float), shift);
-  std::vector<float> x0(static_cast<size_t>(B * nv));
-  for (int64_t i = 0; i < B * nv; ++i)
-    x0[i] = gauss ? gensample::tempered::gaussian_input(v0.p[i], sigma.p[i % nv]) : v0.p[i];
+  const std::vector<float> x0 = first_input(v0, sigma, B, nv, gauss);
   const K::AisLaunch c = K::ais_hidden_launch(B, sm);
   if (B > 0 && (c.blocks <= 0 || c.threads != K::kAisThreads)) ++st.bad_config;
   for (int64_t s = 1; s <= KK && B > 0; ++s) {
