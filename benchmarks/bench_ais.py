@@ -37,7 +37,6 @@ competitor's log Z estimate is recorded too (they estimate the same number).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -122,12 +121,7 @@ def render_all(results) -> str:
     return common.render_with_meta(results, render_ais(results))
 
 
-if ARGS.render:
-    with open(ARGS.render) as f:
-        print(render_all(json.load(f)), end="")
-    raise SystemExit(0)
-
-common.early_env(threads=ARGS.threads, thp=ARGS.thp, warm_cache=ARGS.warm_cache)
+common.render_or_setup(ARGS, render_all)
 
 import torch  # noqa: E402
 

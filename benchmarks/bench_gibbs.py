@@ -38,7 +38,6 @@ benchmarks/results/gibbs-<device>-<model-slug>.json; the tables go to stdout.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -158,12 +157,7 @@ def render_all(results) -> str:
     return common.render_with_meta(results, render_gibbs(results))
 
 
-if ARGS.render:
-    with open(ARGS.render) as f:
-        print(render_all(json.load(f)), end="")
-    raise SystemExit(0)
-
-common.early_env(threads=ARGS.threads, thp=ARGS.thp, warm_cache=ARGS.warm_cache)
+common.render_or_setup(ARGS, render_all)
 
 import torch  # noqa: E402
 import torch._dynamo  # noqa: E402

@@ -772,3 +772,13 @@ def parse_sizes(s: str) -> list:
             mult, tok = 1 << 10, tok[:-1]
         out.append(int(tok) * mult)
     return out
+
+
+def render_or_setup(args, render_all) -> None:
+    """``--render FILE``: print ``render_all`` of that results JSON and exit; otherwise set
+    up the process (threads, THP, cache) before the caller imports torch."""
+    if args.render:
+        with open(args.render) as f:
+            print(render_all(json.load(f)), end="")
+        raise SystemExit(0)
+    early_env(threads=args.threads, thp=args.thp, warm_cache=args.warm_cache)
