@@ -198,7 +198,10 @@ def test_fwd_matches_formula(dtype, Rr, D):
 def test_fwd_bwd_extreme_values(dtype):
     """Large / tiny log-variances, infinities and NaN propagate like the formula (computed
     in the kernel's math precision, so that it overflows where the kernel does)."""
-    vals = [0.0, 1e-30, -80.0, 80.0, 170.0, -170.0, 300.0, -300.0, 1e4, -1e4, math.inf, -math.inf, math.nan, 0.3]
+    # ... and log-variances on both sides of +-ln 2 and +-2 ln 2, where the standard-prior
+    # path switches between q (q + 2) and exp(lv / 2)^2 - 1 for expm1(lv) (cpu_kernels.h).
+    vals = [0.0, 1e-30, -80.0, 80.0, 170.0, -170.0, 300.0, -300.0, 1e4, -1e4, math.inf, -math.inf, math.nan, 0.3,
+            0.6931, 0.6932, -0.6931, -0.6932, 1.3862, 1.3864, -1.3862, -1.3864, 1e-7, -1e-7, 88.0, 89.0, -104.0]
     Rr, D = 2, len(vals)
     lv = torch.tensor([vals, vals[::-1]], dtype=dtype)
     mu = torch.linspace(-3, 3, Rr * D, dtype=dtype).view(Rr, D)
@@ -335,6 +338,50 @@ def _run_child(tmp_path, name, no_avx2):
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     return torch.load(path)
+
+
+_STREAM_CHILD = r"""
+import sys, torch
+import gensample._ext
+from gensample import random as R
+ops = torch.ops.gensample
+out = {}
+for dt, (Rr, D) in [(torch.float32, (300, 1031)), (torch.float64, (129, 1029)), (torch.float32, (1111, 257))]:
+    g = torch.Generator().manual_seed(Rr)
+    enc = torch.randn(Rr, 2 * D, dtype=torch.float64, generator=g).to(dt)
+    mu, lv = enc[:, :D], enc[:, D:]
+    pm = torch.randn(D, dtype=torch.float64, generator=g).to(dt).expand(Rr, D)
+    plv = (0.5 * torch.randn(D, dtype=torch.float64, generator=g)).to(dt).expand(Rr, D)
+    gz = torch.randn(2, Rr, D, dtype=torch.float64, generator=g).to(dt)
+    gkl = torch.randn(Rr, dtype=torch.float64, generator=g).to(dt)
+    pair = R.seed_pair(2**40 + Rr, 77)
+    for j, t in enumerate(ops.reparam_kl_fwd(mu, lv, None, None, pair, 2)
+                          + ops.reparam_kl_bwd(gz, gkl, mu, lv, None, None, pair, 2, False)
+                          + ops.reparam_kl_fwd(mu, lv, pm, plv, pair, 1)
+                          + ops.reparam_kl_bwd(gz[:1], gkl, mu, lv, pm, plv, pair, 1, True)):
+        out[f"{dt}{Rr}_{j}"] = t.clone()
+torch.save(out, sys.argv[1])
+"""
+
+
+def test_streaming_stores_give_the_same_bits(tmp_path):
+    """Outputs of GENSAMPLE_CPU_STREAM_MB or more are written with streaming stores
+    (output_pool.cpp); with the threshold at 1 MiB these shapes (odd widths: unaligned
+    heads and tails in every row) stream, and must equal the ordinary stores bit for bit."""
+    res = {}
+    for mb in ("1", "0"):
+        path = tmp_path / f"stream{mb}.pt"
+        env = dict(os.environ, OMP_NUM_THREADS="2", GENSAMPLE_CPU_STREAM_MB=mb)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in [os.path.dirname(os.path.dirname(os.path.abspath(_ext.__file__))), env.get("PYTHONPATH", "")]
+            if p)
+        r = subprocess.run([sys.executable, "-c", _STREAM_CHILD, str(path)], env=env, capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        res[mb] = torch.load(path)
+    assert res["1"].keys() == res["0"].keys() and len(res["1"]) == 36
+    for k in res["1"]:
+        assert torch.equal(res["1"][k], res["0"][k]), k
 
 
 def test_avx2_and_baseline_paths_agree(tmp_path):

@@ -68,6 +68,20 @@ size_t pool_live_bytes();
 size_t pool_reset_peak();
 void pool_clear();
 
+// Non-temporal ("streaming") stores for large outputs. A kernel that reads two inputs
+// and writes one moves a third more DRAM traffic than it needs with ordinary stores:
+// each written line is first read for ownership. stream_copy writes dst[0 .. n) =
+// src[0 .. n) around the caches (AVX2 streaming stores on the 32-byte-aligned middle,
+// plain stores at the ends; memcpy without AVX2). Only worth it for outputs far larger
+// than the caches, which the next op will not find there anyway: stream_outputs(bytes)
+// says whether an output of that many bytes qualifies (>= GENSAMPLE_CPU_STREAM_MB,
+// default 16; 0 turns streaming off). A thread that streamed calls stream_fence()
+// before its results are published (the end of its at::parallel_for chunk).
+bool stream_outputs(size_t bytes);
+void stream_copy(const float* src, int64_t n, float* dst);
+void stream_copy(const double* src, int64_t n, double* dst);
+void stream_fence();
+
 // Whether the AVX2 copies of the hot loops run: the CPU has AVX2 and
 // GENSAMPLE_CPU_NO_AVX2=1 is not set (read once). The other copies are compiled for
 // the baseline ISA and give the same bits (the stream) / the same values.
@@ -327,6 +341,42 @@ GS_ALWAYS_INLINE Simd<double, N, Tag> gs_expm1(const Simd<double, N, Tag>& x) {
     r.x[i] = x.x[i] > 709.782712893384 ? inf : r.x[i];
   }
   return r;
+}
+
+// exp(x / 2) and expm1(x) from one range reduction of x / 2 (common.h's
+// gs_exp_half_expm1): e = exp(x / 2); expm1(x) = q (q + 2) where x / 2 needed no
+// reduction (n = 0, q = expm1(x / 2)), e * e - 1 otherwise (|x| > ln 2, where the
+// subtraction cancels nothing). Overflow (x > 177 for e, x > 88.7 for expm1) gives
+// +inf and NaN propagates, as in gs_exp / gs_expm1.
+template <int N, typename Tag>
+GS_ALWAYS_INLINE void gs_exp_half_expm1(const Simd<float, N, Tag>& x, Simd<float, N, Tag>& e_half,
+                                        Simd<float, N, Tag>& em1) {
+  Simd<float, N, Tag> h, q, s1, s2;
+  GS_EACH(i) h.x[i] = x.x[i] * 0.5f;
+  fastmath::reduce(h, q, s1, s2);
+  GS_EACH(i) {
+    const auto s = s1.x[i] * s2.x[i];
+    const auto e = ((q.x[i] + 1.0f) * s1.x[i]) * s2.x[i];
+    e_half.x[i] = e;
+    em1.x[i] = s == 1.0f ? q.x[i] * (q.x[i] + 2.0f) : e * e - 1.0f;
+  }
+}
+
+template <int N, typename Tag>
+GS_ALWAYS_INLINE void gs_exp_half_expm1(const Simd<double, N, Tag>& x, Simd<double, N, Tag>& e_half,
+                                        Simd<double, N, Tag>& em1) {
+  using Tr = VecOf<double>;
+  Simd<double, N, Tag> h, q, s;
+  GS_EACH(i) h.x[i] = x.x[i] * 0.5;
+  fastmath::reduce(h, q, s);
+  const auto inf = Tr::splat(__builtin_inf());
+  GS_EACH(i) {
+    auto e = (q.x[i] + 1.0) * s.x[i];
+    e = h.x[i] > 709.782712893384 ? inf : e;
+    e = h.x[i] < -745.1332191019412 ? Tr::splat(0.0) : e;
+    e_half.x[i] = e;
+    em1.x[i] = s.x[i] == 1.0 ? q.x[i] * (q.x[i] + 2.0) : e * e - 1.0;
+  }
 }
 
 #undef GS_EACH

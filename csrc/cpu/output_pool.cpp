@@ -13,11 +13,16 @@
 #include <ATen/ops/from_blob.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <new>
 
 #include "cpu_kernels.h"
+
+#if defined(GS_CPU_AVX2_PATH)
+#include <immintrin.h>
+#endif
 
 namespace gensample {
 namespace cpu {
@@ -121,6 +126,60 @@ void pool_clear() {
     p.cached = 0;
   }
   for (auto& kv : blocks) std::free(kv.second);
+}
+
+// ---------------------------------------------------------------------------
+// Streaming stores (cpu_kernels.h).
+
+bool stream_outputs(size_t bytes) {
+  static const size_t threshold = [] {
+    const char* v = std::getenv("GENSAMPLE_CPU_STREAM_MB");
+    if (v == nullptr || *v == '\0') return size_t(16) * kMiB;
+    const unsigned long long mb = std::strtoull(v, nullptr, 10);
+    return mb == 0 ? ~size_t(0) : static_cast<size_t>(mb) * kMiB;
+  }();
+  return bytes >= threshold;
+}
+
+#if defined(GS_CPU_AVX2_PATH)
+namespace {
+GS_TARGET_AVX2 void stream_copy_avx2(const float* src, int64_t n, float* dst) {
+  int64_t i = 0;
+  for (; i < n && (reinterpret_cast<uintptr_t>(dst + i) & 31) != 0; ++i) dst[i] = src[i];
+  for (; i + 16 <= n; i += 16) {
+    _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
+    _mm256_stream_ps(dst + i + 8, _mm256_loadu_ps(src + i + 8));
+  }
+  for (; i + 8 <= n; i += 8) _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
+}
+GS_TARGET_AVX2 void stream_copy_avx2(const double* src, int64_t n, double* dst) {
+  int64_t i = 0;
+  for (; i < n && (reinterpret_cast<uintptr_t>(dst + i) & 31) != 0; ++i) dst[i] = src[i];
+  for (; i + 4 <= n; i += 4) _mm256_stream_pd(dst + i, _mm256_loadu_pd(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
+}
+}  // namespace
+#endif
+
+void stream_copy(const float* src, int64_t n, float* dst) {
+#if defined(GS_CPU_AVX2_PATH)
+  if (use_avx2()) return stream_copy_avx2(src, n, dst);
+#endif
+  std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+}
+
+void stream_copy(const double* src, int64_t n, double* dst) {
+#if defined(GS_CPU_AVX2_PATH)
+  if (use_avx2()) return stream_copy_avx2(src, n, dst);
+#endif
+  std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(double));
+}
+
+void stream_fence() {
+#if defined(GS_CPU_AVX2_PATH)
+  _mm_sfence();
+#endif
 }
 
 }  // namespace cpu

@@ -123,6 +123,50 @@ GS_ALWAYS_INLINE void sample_impl(const V* GS_RESTRICT mu, const V* GS_RESTRICT 
   }
 }
 
+// Standard-normal prior: std[i] = exp(lv[i] / 2) and terms[i] = kl_term(mu[i], lv[i], 0, 0)
+// from one exponential (reparam::std_and_kl_term); the samples then cost a
+// multiply-add each (sample_from_std).
+template <typename V, int kIsa>
+GS_ALWAYS_INLINE void std_kl_impl(const V* GS_RESTRICT mu, const V* GS_RESTRICT lv, int64_t n, V* GS_RESTRICT sd,
+                                  V* GS_RESTRICT terms) {
+  using T = Simd<V, kInterleave, Tag<16 + kIsa>>;
+  constexpr int W = T::kWidth;
+  alignas(64) V pm[W], pl[W], o_sd[W], o_t[W];
+  for (int64_t i = 0; i < n; i += W) {
+    const int64_t r = std::min<int64_t>(W, n - i);
+    const V* m = mu + i;
+    const V* l = lv + i;
+    V* os = sd + i;
+    V* ot = terms + i;
+    if (r < W) {
+      for (int j = 0; j < W; ++j) {
+        pm[j] = j < r ? m[j] : V(0);
+        pl[j] = j < r ? l[j] : V(0);
+      }
+      m = pm;
+      l = pl;
+      os = o_sd;
+      ot = o_t;
+    }
+    T sdv, tv;
+    reparam::std_and_kl_term<T>(T::load(m), T::load(l), sdv, tv);
+    sdv.store(os);
+    tv.store(ot);
+    if (r < W)
+      for (int64_t j = 0; j < r; ++j) {
+        sd[i + j] = o_sd[j];
+        terms[i + j] = o_t[j];
+      }
+  }
+}
+
+// z[i] = reparam::sample_std(mu[i], sd[i], eps[i]).
+template <typename V>
+GS_ALWAYS_INLINE void sample_from_std_impl(const V* GS_RESTRICT mu, const V* GS_RESTRICT sd,
+                                           const float* GS_RESTRICT eps, int64_t n, V* GS_RESTRICT z) {
+  for (int64_t i = 0; i < n; ++i) z[i] = reparam::sample_std<V>(mu[i], sd[i], static_cast<V>(eps[i]));
+}
+
 // dzs (+)= gz, dze (+)= gz * eps.
 template <typename V>
 GS_ALWAYS_INLINE void accum_impl(const V* GS_RESTRICT gz, const float* GS_RESTRICT eps, int64_t n, bool first,
@@ -185,6 +229,43 @@ GS_ALWAYS_INLINE void backward_impl(const V* GS_RESTRICT mu, const V* GS_RESTRIC
   }
 }
 
+// backward_impl for the standard-normal prior without prior gradients, with one
+// exponential per element (reparam::backward_std_prior).
+template <typename V, int kIsa, bool kGradZ>
+GS_ALWAYS_INLINE void backward_std_impl(const V* GS_RESTRICT mu, const V* GS_RESTRICT lv, const V* GS_RESTRICT dzs,
+                                        const V* GS_RESTRICT dze, const V* GS_RESTRICT dkl, int64_t n,
+                                        V* GS_RESTRICT dmu, V* GS_RESTRICT dlv) {
+  using T = Simd<V, kInterleave, Tag<20 + 2 * kIsa + (kGradZ ? 1 : 0)>>;
+  constexpr int W = T::kWidth;
+  const T zero(0.0);
+  alignas(64) V pad[5][W], out[2][W];
+  for (int64_t i = 0; i < n; i += W) {
+    const int64_t r = std::min<int64_t>(W, n - i);
+    const V* in[5] = {mu + i, lv + i, kGradZ ? dzs + i : nullptr, kGradZ ? dze + i : nullptr, dkl + i};
+    V* o[2] = {dmu + i, dlv + i};
+    if (r < W) {  // last partial group: zero-padded copies in, copies out
+      for (int a = 0; a < 5; ++a) {
+        if (in[a] == nullptr) continue;
+        for (int j = 0; j < W; ++j) pad[a][j] = j < r ? in[a][j] : V(0);
+        in[a] = pad[a];
+      }
+      o[0] = out[0];
+      o[1] = out[1];
+    }
+    const reparam::Grads<T> g =
+        reparam::backward_std_prior<T>(T::load(in[0]), T::load(in[1]), kGradZ ? T::load(in[2]) : zero,
+                                       kGradZ ? T::load(in[3]) : zero, T::load(in[4]));
+    g.mu.store(o[0]);
+    g.lv.store(o[1]);
+    if (r < W) {
+      for (int64_t j = 0; j < r; ++j) {
+        dmu[i + j] = out[0][j];
+        dlv[i + j] = out[1][j];
+      }
+    }
+  }
+}
+
 // Entry points: one function per variant, compiled twice, for AVX2 (suffix _avx2) and
 // for the baseline ISA (_base); flatten inlines the Simd operations and fastmath.
 // The dispatchers below pick the ISA with use_avx2() and the variant from the null
@@ -204,6 +285,21 @@ GS_ALWAYS_INLINE void backward_impl(const V* GS_RESTRICT mu, const V* GS_RESTRIC
   ATTR __attribute__((flatten, noinline)) void accum##SFX(const V* gz, const float* eps, int64_t n, bool first,      \
                                                           V* dzs, V* dze) {                                          \
     accum_impl<V>(gz, eps, n, first, dzs, dze);                                                                      \
+  }                                                                                                                  \
+  template <typename V>                                                                                              \
+  ATTR __attribute__((flatten, noinline)) void std_kl##SFX(const V* mu, const V* lv, int64_t n, V* sd, V* terms) {    \
+    std_kl_impl<V, ISA>(mu, lv, n, sd, terms);                                                                       \
+  }                                                                                                                  \
+  template <typename V>                                                                                              \
+  ATTR __attribute__((flatten, noinline)) void sample_from_std##SFX(const V* mu, const V* sd, const float* eps,       \
+                                                                    int64_t n, V* z) {                               \
+    sample_from_std_impl<V>(mu, sd, eps, n, z);                                                                      \
+  }                                                                                                                  \
+  template <typename V, bool G>                                                                                      \
+  ATTR __attribute__((flatten, noinline)) void backward_std##SFX(const V* mu, const V* lv, const V* dzs,             \
+                                                                 const V* dze, const V* dkl, int64_t n, V* dmu,      \
+                                                                 V* dlv) {                                           \
+    backward_std_impl<V, ISA, G>(mu, lv, dzs, dze, dkl, n, dmu, dlv);                                                \
   }                                                                                                                  \
   template <typename V, bool P, bool G, bool PG>                                                                     \
   ATTR __attribute__((flatten, noinline)) void backward##SFX(const V* mu, const V* lv, const V* pm, const V* plv,    \
@@ -234,6 +330,14 @@ void sample(const V* mu, const V* lv, const float* eps, int64_t n, V* z) {
   GS_PICK(sample, <V>(mu, lv, eps, n, z));
 }
 template <typename V>
+void std_kl(const V* mu, const V* lv, int64_t n, V* sd, V* terms) {
+  GS_PICK(std_kl, <V>(mu, lv, n, sd, terms));
+}
+template <typename V>
+void sample_from_std(const V* mu, const V* sd, const float* eps, int64_t n, V* z) {
+  GS_PICK(sample_from_std, <V>(mu, sd, eps, n, z));
+}
+template <typename V>
 void accum(const V* gz, const float* eps, int64_t n, bool first, V* dzs, V* dze) {
   GS_PICK(accum, <V>(gz, eps, n, first, dzs, dze));
 }
@@ -254,6 +358,13 @@ void backward(const V* mu, const V* lv, const V* pm, const V* plv, const V* dzs,
       backward_pick<V, false, true, false>,  backward_pick<V, false, true, true>,
       backward_pick<V, true, false, false>,  backward_pick<V, true, false, true>,
       backward_pick<V, true, true, false>,   backward_pick<V, true, true, true>};
+  if (pm == nullptr && dpm == nullptr) {  // standard-normal prior: one exponential per element
+    if (dzs)
+      GS_PICK(backward_std, <V, true>(mu, lv, dzs, dze, dkl, n, dmu, dlv));
+    else
+      GS_PICK(backward_std, <V, false>(mu, lv, dzs, dze, dkl, n, dmu, dlv));
+    return;
+  }
   const int k = (pm ? 4 : 0) + (dzs ? 2 : 0) + (dpm ? 1 : 0);
   table[k](mu, lv, pm, plv, dzs, dze, dkl, n, dmu, dlv, dpm, dplv);
 }
@@ -375,6 +486,16 @@ GS_ALWAYS_INLINE void store(const V* src, int64_t n, scalar_t* dst) {
   }
 }
 
+// stream_copy when scalar_t is the opmath type (the only case that streams).
+template <typename V, typename scalar_t>
+GS_ALWAYS_INLINE void stream_out(const V* src, int64_t n, scalar_t* dst) {
+  if constexpr (std::is_same<scalar_t, V>::value) {
+    stream_copy(src, n, dst);
+  } else {
+    store(src, n, dst);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Checks.
 
@@ -440,8 +561,12 @@ void fwd_kernel(const at::Tensor& mu_t, const at::Tensor& lv_t, const std::optio
   // Partial KL sums of chunked rows, reduced in chunk order after the parallel pass.
   std::vector<V> kl_part(U.chunks > 1 ? static_cast<size_t>(U.count) : 0);
 
+  // Large fp32/fp64 outputs: z goes through an L1 buffer and streaming stores.
+  constexpr bool kSame = std::is_same<scalar_t, V>::value;
+  const bool stream = kSame && stream_outputs(static_cast<size_t>(S * plane) * sizeof(V));
+
   at::parallel_for(0, U.count, unit_grain(U, S), [&](int64_t u0, int64_t u1) {
-    alignas(64) V b_mu[kTile], b_lv[kTile], b_pm[kTile], b_plv[kTile], b_z[kTile], b_kl[kTile];
+    alignas(64) V b_mu[kTile], b_lv[kTile], b_pm[kTile], b_plv[kTile], b_z[kTile], b_kl[kTile], b_sd[kTile];
     alignas(64) float eps[kTile];
     for (int64_t u = u0; u < u1; ++u) {
       int64_t r0, r1, d0, d1;
@@ -452,8 +577,12 @@ void fwd_kernel(const at::Tensor& mu_t, const at::Tensor& lv_t, const std::optio
       const V* l = lv.template load<V>(r0, r1, d0, d1, b_lv);
       const V* pmv = prior ? load_or_zero<V>(pm, r0, r1, d0, d1, L, b_pm) : nullptr;
       const V* plvv = prior ? load_or_zero<V>(plv, r0, r1, d0, d1, L, b_plv) : nullptr;
-      // KL: the unit's terms in one vectorized pass, then per-row sums.
-      kl_terms(m, l, pmv, plvv, L, b_kl);
+      // KL: the unit's terms in one vectorized pass (with std = exp(lv / 2) for the
+      // standard-normal prior: one exponential for both), then per-row sums.
+      if (prior)
+        kl_terms(m, l, pmv, plvv, L, b_kl);
+      else
+        std_kl(m, l, L, b_sd, b_kl);
       for (int64_t r = r0; r < r1; ++r) {
         const V s = row_sum(b_kl + (r - r0) * w, w);
         if (U.chunks > 1)
@@ -465,14 +594,18 @@ void fwd_kernel(const at::Tensor& mu_t, const at::Tensor& lv_t, const std::optio
       for (int64_t s = 0; s < S; ++s) {
         const int64_t base = s * plane + P0;
         normal_fill(key, offset, static_cast<uint64_t>(base), L, eps);
-        if (std::is_same<scalar_t, V>::value) {
-          sample(m, l, eps, L, reinterpret_cast<V*>(z + base));
-        } else {
-          sample(m, l, eps, L, b_z);
+        V* zo = kSame && !stream ? reinterpret_cast<V*>(z + base) : b_z;
+        if (prior)
+          sample(m, l, eps, L, zo);
+        else
+          sample_from_std(m, b_sd, eps, L, zo);
+        if (stream)
+          stream_copy(b_z, L, reinterpret_cast<V*>(z + base));
+        else if (!kSame)
           store(b_z, L, z + base);
-        }
       }
     }
+    if (stream) stream_fence();
   });
   if (U.chunks > 1) {
     for (int64_t r = 0; r < R; ++r) {
@@ -538,7 +671,11 @@ void bwd_kernel(const std::optional<at::Tensor>& gz_t, const std::optional<at::T
   scalar_t* dpm = dpm_t ? dpm_t->mutable_data_ptr<scalar_t>() : nullptr;
   scalar_t* dplv = dplv_t ? dplv_t->mutable_data_ptr<scalar_t>() : nullptr;
   const Units U(R, D);
-  constexpr bool kDirect = std::is_same<scalar_t, V>::value;  // write outputs in place
+  // Write outputs in place, or (large fp32/fp64 outputs) through L1 buffers and
+  // streaming stores.
+  const bool stream = std::is_same<scalar_t, V>::value &&
+                      stream_outputs(static_cast<size_t>(R * D) * sizeof(V) * (dpm ? 4 : 2));
+  const bool kDirect = std::is_same<scalar_t, V>::value && !stream;
 
   at::parallel_for(0, U.count, unit_grain(U, S), [&](int64_t u0, int64_t u1) {
     alignas(64) V b_mu[kTile], b_lv[kTile], b_pm[kTile], b_plv[kTile], b_gz[kTile], dzs[kTile], dze[kTile];
@@ -573,13 +710,19 @@ void bwd_kernel(const std::optional<at::Tensor>& gz_t, const std::optional<at::T
         std::fill(b_dkl + (r - r0) * w, b_dkl + (r - r0 + 1) * w, gkl ? static_cast<V>(gkl[r * gkl_s]) : V(0));
       backward(m, l, prior ? pmv : nullptr, prior ? plvv : nullptr, gz ? dzs : nullptr, gz ? dze : nullptr, b_dkl,
                L, wmu, wlv, wpm, wplv);
-      if (!kDirect) {
+      if (stream) {
+        stream_out(o_mu, L, dmu + P0);
+        stream_out(o_lv, L, dlv + P0);
+        if (dpm) stream_out(o_pm, L, dpm + P0);
+        if (dplv) stream_out(o_plv, L, dplv + P0);
+      } else if (!kDirect) {
         store(o_mu, L, dmu + P0);
         store(o_lv, L, dlv + P0);
         if (dpm) store(o_pm, L, dpm + P0);
         if (dplv) store(o_plv, L, dplv + P0);
       }
     }
+    if (stream) stream_fence();
   });
 }
 

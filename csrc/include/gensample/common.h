@@ -98,4 +98,15 @@ GS_HOST_DEVICE T gs_expm1(T x) {
 #endif
 }
 
+// exp(x / 2) and expm1(x) of one x: a Gaussian's standard deviation and the
+// expm1 of its log-variance, which the reparameterize + KL formulas need together.
+// Two calls here; the CPU vector overload (csrc/cpu/cpu_kernels.h) shares one range
+// reduction: expm1(x) = q (q + 2) with q = expm1(x / 2) when x / 2 needs no
+// reduction, (exp(x / 2))^2 - 1 otherwise (|x| > ln 2: no cancellation).
+template <typename T>
+GS_HOST_DEVICE void gs_exp_half_expm1(T x, T& e_half, T& em1) {
+  e_half = gs_exp(x * T(0.5));
+  em1 = gs_expm1(x);
+}
+
 }  // namespace gensample

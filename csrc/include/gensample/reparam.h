@@ -21,9 +21,15 @@
 namespace gensample {
 namespace reparam {
 
+// z from the standard deviation std = exp(lv / 2).
+template <typename T>
+GS_HOST_DEVICE T sample_std(T mu, T std, T eps) {
+  return mu + std * eps;
+}
+
 template <typename T>
 GS_HOST_DEVICE T sample(T mu, T lv, T eps) {
-  return mu + gs_exp(lv * T(0.5)) * eps;
+  return sample_std(mu, gs_exp(lv * T(0.5)), eps);
 }
 
 // One element's KL term; pm = plv = 0 gives the standard-normal prior.
@@ -32,6 +38,16 @@ GS_HOST_DEVICE T kl_term(T mu, T lv, T pm, T plv) {
   const T d = lv - plv;
   const T diff = mu - pm;
   return T(0.5) * (gs_expm1(d) - d + diff * diff * gs_exp(-plv));
+}
+
+// Standard-normal prior (pm = plv = 0), the common case: z's standard deviation and
+// the KL term from one exponential (gs_exp_half_expm1): std = exp(lv / 2),
+// term = kl_term(mu, lv, 0, 0) = 1/2 [expm1(lv) - lv + mu^2].
+template <typename T>
+GS_HOST_DEVICE void std_and_kl_term(T mu, T lv, T& std, T& term) {
+  T em1;
+  gs_exp_half_expm1(lv, std, em1);
+  term = T(0.5) * (em1 - lv + mu * mu);
 }
 
 // Gradients of one element given upstream dz_sum_eps = sum_s dz_s * eps_s,
@@ -53,6 +69,19 @@ GS_HOST_DEVICE Grads<T> backward(T mu, T lv, T pm, T plv, T dz_sum, T dz_sum_eps
   g.lv = dz_sum_eps * T(0.5) * gs_exp(lv * T(0.5)) + dkl * T(0.5) * em1;
   g.pm = -dkl * g_kl_mu;
   g.plv = T(-0.5) * dkl * (em1 + diff * g_kl_mu);
+  return g;
+}
+
+// backward(mu, lv, 0, 0, ...) with one exponential (gs_exp_half_expm1).
+template <typename T>
+GS_HOST_DEVICE Grads<T> backward_std_prior(T mu, T lv, T dz_sum, T dz_sum_eps, T dkl) {
+  T e_half, em1;
+  gs_exp_half_expm1(lv, e_half, em1);
+  Grads<T> g;
+  g.mu = dz_sum + dkl * mu;
+  g.lv = dz_sum_eps * T(0.5) * e_half + dkl * T(0.5) * em1;
+  g.pm = -dkl * mu;
+  g.plv = T(-0.5) * dkl * (em1 + mu * mu);
   return g;
 }
 
