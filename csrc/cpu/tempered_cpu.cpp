@@ -251,6 +251,38 @@ inline int32_t grouped_list_impl(const float* GS_RESTRICT x, int64_t n, int32_t*
   return c;
 }
 
+// Chunk bounds of the index lists straight from the binary states x (rows of n, stride
+// n): bounds[r, ch] = number of nonzero states of row r before unit ch * chunk (chunk a
+// multiple of 8), i.e. the first list position of chunk ch, as make_bounds finds it by
+// binary search, here by one popcount per 8 units (no unpredictable branches).
+template <bool kAvx2>
+inline void bounds_from_states_impl(const float* GS_RESTRICT x, int64_t n, int64_t rows, int64_t chunk, int64_t nch,
+                                    int32_t* GS_RESTRICT bounds) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * n;
+    int32_t* b = bounds + r * (nch + 1);
+    b[0] = 0;
+    int32_t c = 0;
+    int64_t ch = 1, next = chunk;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      if (i == next) {
+        b[ch++] = c;
+        next += chunk;
+      }
+      c += __builtin_popcount(static_cast<unsigned>(mask8<kAvx2>(xr + i)));
+    }
+    for (; i < n; ++i) {
+      if (i == next) {
+        b[ch++] = c;
+        next += chunk;
+      }
+      c += xr[i] != 0.0f ? 1 : 0;
+    }
+    for (; ch <= nch; ++ch) b[ch] = c;
+  }
+}
+
 #define GS_TEMPERED_VARIANTS(SFX, ATTR, AVX2)                                                                         \
   ATTR __attribute__((noinline, flatten)) int32_t hidden_ais##SFX(const float* acc, const float* c, float beta,       \
                                                                   float bprev, const float* u, float* h, float* a_out, \
@@ -293,11 +325,15 @@ inline int32_t grouped_list_impl(const float* GS_RESTRICT x, int64_t n, int32_t*
   ATTR __attribute__((noinline, flatten)) void block_gemm##SFX(const float* W, int64_t ldw, int64_t n_in,             \
                                                                int64_t rows, const int32_t* idx, int64_t ldi,          \
                                                                const int32_t* bounds, int64_t ldb, float* out,         \
-                                                               int64_t chunk, bool pf) {                               \
+                                                               int64_t chunk, int pf) {                               \
     block_gemm_impl(W, ldw, n_in, rows, idx, ldi, bounds, ldb, out, chunk, pf);                                        \
   }                                                                                                                   \
   ATTR __attribute__((noinline, flatten)) int32_t grouped_list##SFX(const float* x, int64_t n, int32_t* idx) {       \
     return grouped_list_impl<AVX2>(x, n, idx);                                                                         \
+  }                                                                                                                   \
+  ATTR __attribute__((noinline, flatten)) void bounds_from_states##SFX(const float* x, int64_t n, int64_t rows,        \
+                                                                       int64_t chunk, int64_t nch, int32_t* bounds) {  \
+    bounds_from_states_impl<AVX2>(x, n, rows, chunk, nch, bounds);                                                     \
   }
 
 GS_TEMPERED_VARIANTS(_base, , false)
@@ -326,7 +362,8 @@ struct Model {
   Layer to_hg{}, to_vg{};         // grouped tables (tile packed), used when hg / vg
   bool hg = false, vg = false;
   int64_t gchunk = 128;           // table rows per chunk of the grouped GEMMs
-  bool prefetch = true;           // software prefetch of the next block of W
+  int prefetch = 3;               // software prefetch of the next block of W (locality hint; 0: none)
+  int64_t chunk = kChunkRows;     // W rows per block of the row-sum GEMMs
   const float *b = nullptr, *c = nullptr, *base = nullptr, *sigma = nullptr;  // sigma: Gaussian
   const double* diff = nullptr;   // AIS Bernoulli: float64(b - b_A) (the float32 difference)
   const float* beta = nullptr;    // per-chain betas (tempered_sweeps), else null
@@ -351,8 +388,8 @@ struct Blk {
   int64_t r0 = 0, rows = 0, ldiv, ldih, nchv, nchh, ldig;
   Scratch& s;
   Blk(const Model& M, int64_t nb) : ldiv(M.nv + 8), ldih(M.nh + 8), s(thread_scratch()) {
-    nchv = std::max<int64_t>(1, (M.nv + kChunkRows - 1) / kChunkRows);
-    nchh = std::max<int64_t>(1, (M.nh + kChunkRows - 1) / kChunkRows);
+    nchv = std::max<int64_t>(1, (M.nv + M.chunk - 1) / M.chunk);
+    nchh = std::max<int64_t>(1, (M.nh + M.chunk - 1) / M.chunk);
     at_least(s.acc, nb * std::max(M.ldv, M.ldh) + 8);
     at_least(s.ubuf, std::max<int64_t>(kChunk, std::max(M.nv, M.nh)) + 8);
     at_least(s.hs, nb * M.nh + 8);
@@ -404,8 +441,9 @@ void gemm_binary(const Model& M, const Layer& L, Blk& S, const int32_t* idx, int
     GS_PICK(lut_gemm)(L.T, L.ld, L.n_in, S.rows, states, L.n_in, S.s.acc.data());
     return;
   }
-  make_bounds(S.rows, idx, ldi, cnt, nch, bnd);
-  GS_PICK(block_gemm)(L.W, L.ld, L.n_in, S.rows, idx, ldi, bnd, nch + 1, S.s.acc.data(), kChunkRows,
+  (void)cnt;  // the lists' counts: bnd[r, nch] (same states)
+  GS_PICK(bounds_from_states)(states, L.n_in, S.rows, M.chunk, nch, bnd);
+  GS_PICK(block_gemm)(L.W, L.ld, L.n_in, S.rows, idx, ldi, bnd, nch + 1, S.s.acc.data(), M.chunk,
                       M.prefetch);
 }
 
@@ -489,10 +527,19 @@ void visible_half(const Model& M, Blk& S, uint64_t off, float step_beta, const f
   });
   if (with_ell) {
     for (int64_t r = 0; r < S.rows; ++r) {
+      // four partial sums (independent add chains), then ((e0 + e1) + (e2 + e3))
       const int32_t* l = S.s.idx_v.data() + r * S.ldiv;
-      double e = 0.0;
-      for (int32_t q = 0; q < S.s.cnt_v[r]; ++q) e += M.diff[l[q]];
-      S.s.ell[r] = e;
+      const int32_t n = S.s.cnt_v[r];
+      double e0 = 0.0, e1 = 0.0, e2 = 0.0, e3 = 0.0;
+      int32_t q = 0;
+      for (; q + 4 <= n; q += 4) {
+        e0 += M.diff[l[q]];
+        e1 += M.diff[l[q + 1]];
+        e2 += M.diff[l[q + 2]];
+        e3 += M.diff[l[q + 3]];
+      }
+      for (; q < n; ++q) e0 += M.diff[l[q]];
+      S.s.ell[r] = (e0 + e1) + (e2 + e3);
     }
   }
 }
@@ -614,8 +661,10 @@ void prepare(Prepared& P, const at::Tensor& v, const at::Tensor& weight, const a
   // stay in cache: AIS 784x500 (100 chains, 1 thread) ran 3 to 20% slower with them than
   // the prefetched row sums (1.6 to 1.8x slower before the prefetch), so the default is the
   // plain row sums. Not with the small-layer tables.
-  if (const char* pe = std::getenv("GENSAMPLE_CPU_TEMPERED_PREFETCH"); pe != nullptr && pe[0] == '0')
-    M.prefetch = false;
+  if (const char* pe = std::getenv("GENSAMPLE_CPU_TEMPERED_PREFETCH"); pe != nullptr && pe[0] >= '0' && pe[0] <= '3')
+    M.prefetch = pe[0] - '0';
+  if (const char* ce = std::getenv("GENSAMPLE_CPU_TEMPERED_CHUNK"); ce != nullptr && ce[0] != '\0')
+    M.chunk = std::max<int64_t>(8, std::atoll(ce) / 8 * 8);
   const char* ge = std::getenv("GENSAMPLE_CPU_TEMPERED_GROUPED");
   const std::string gforce = ge != nullptr ? ge : "";
   if (const char* gc = std::getenv("GENSAMPLE_CPU_TEMPERED_GCHUNK"); gc != nullptr && gc[0] != '\0')
