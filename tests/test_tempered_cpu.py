@@ -153,6 +153,29 @@ def test_ais_log_weights_are_the_float64_sum(monkeypatch):
     assert float((log_w - ref).abs().max()) < 1e-5
 
 
+@pytest.mark.parametrize("steps", [(0.5, 0.5 + 2.0**-10), (0.9, 0.9 - 2.0**-12), (0.25, 0.25)])
+def test_ais_small_steps_use_the_taylor_increment(steps):
+    # Steps with |a (beta_1 - beta_0)| <= 1/64 take the cubic Taylor series of
+    # softplus(t) - softplus(t - dt) (tempered_cpu.cpp): its truncation error is below
+    # 3.2e-10 per unit and its float32 evaluation is relative to the small increment, so
+    # one step's log-weight matches a float64 evaluation to ~1e-8 here, where the
+    # difference of two float32 softplus values (|t| up to ~8) is off by up to ~1e-6 per
+    # unit. Dyadic weights: a = c + v W is exact in both. Forward, reverse and zero step.
+    g = gen(31)
+    nv, nh, B = 40, 296, 16  # 9 vectors of 32 and one of 8: no scalar tail
+    W, b, c = dyadic(nv, nh, g=g, lim=8), dyadic(nv, g=g), dyadic(nh, g=g)
+    v = binary(B, nv, g=g, p=0.5)
+    b0, b1 = steps
+    betas = torch.tensor([b0, b1])
+    a = v @ W + c
+    assert float((a * (b1 - b0)).abs().max()) <= 1 / 64  # every vector takes the series
+    log_w, _ = T.ais_rbm(v, W, b, c, betas=betas, generator=gen(2), backend="cpu")
+    ref = (T.tempered_log_density(v.double(), a.double(), b1, b.double())
+           - T.tempered_log_density(v.double(), a.double(), b0, b.double()))
+    err = float((log_w - ref).abs().max())
+    assert err <= nh * 1e-10, f"max |log_w - float64| = {err}"
+
+
 @pytest.mark.parametrize("gemm", ["rowsum", "mm"])
 def test_random_float_weights_rarely_flip_a_state(monkeypatch, gemm):
     force_path(monkeypatch, gemm)
