@@ -31,10 +31,12 @@ pytestmark = pytest.mark.skipif(
     gensample._backend.unavailable_reason("cpu", "cpu") is not None or not T._cpp_ops_defined(),
     reason="no cpu backend with the tempered kernels")
 
-# GEMM paths, forced: small-layer tables, binary row sums, grouped tables (4-unit patterns,
-# tile packed), at::mm for the hidden GEMM
-PATHS = ["lut", "rowsum", "grouped", "mm"]
-ENV = {"lut": ("lut", "0"), "rowsum": ("rowsum", "0"), "grouped": ("rowsum", "1"), "mm": ("mm", "0")}
+# GEMM paths, forced: small-layer tables, binary row sums (the default kernel: bit masks,
+# chains 2k and 2k + 1 sharing the rows both have on), binary row sums from index lists,
+# grouped tables (4-unit patterns, tile packed), at::mm for the hidden GEMM
+PATHS = ["lut", "rowsum", "list", "grouped", "mm"]
+ENV = {"lut": ("lut", "0", ""), "rowsum": ("rowsum", "0", ""), "list": ("rowsum", "0", "list"),
+       "grouped": ("rowsum", "1", ""), "mm": ("mm", "0", "")}
 
 
 def betas_with_ends(B, g):
@@ -65,9 +67,10 @@ def start(B, nv, kind, g):
 
 
 def force_path(monkeypatch, path):
-    gemm, grouped = ENV[path]
+    gemm, grouped, kernel = ENV[path]
     monkeypatch.setenv("GENSAMPLE_CPU_TEMPERED_GEMM", gemm)
     monkeypatch.setenv("GENSAMPLE_CPU_TEMPERED_GROUPED", grouped)
+    monkeypatch.setenv("GENSAMPLE_CPU_TEMPERED_KERNEL", kernel)
 
 
 @pytest.fixture(params=PATHS)

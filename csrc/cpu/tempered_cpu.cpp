@@ -319,6 +319,112 @@ inline void bounds_from_states_impl(const float* GS_RESTRICT x, int64_t n, int64
   }
 }
 
+// Bit masks of binary rows: word w of row r holds the states of units 64 w .. 64 w + 63
+// (bit i: unit 64 w + i is not 0), nw words per row.
+template <bool kAvx2>
+inline void masks_from_states_impl(const float* GS_RESTRICT x, int64_t n, int64_t rows, int64_t nw,
+                                   uint64_t* GS_RESTRICT masks) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * n;
+    uint64_t* m = masks + r * nw;
+    for (int64_t w = 0; w < nw; ++w) m[w] = 0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+      m[i >> 6] |= static_cast<uint64_t>(static_cast<unsigned>(mask8<kAvx2>(xr + i))) << (i & 63);
+    for (; i < n; ++i) m[i >> 6] |= static_cast<uint64_t>(xr[i] != 0.0f ? 1 : 0) << (i & 63);
+  }
+}
+
+// a += the rows of the block Wc (row stride 8 NV) selected by the bits of m, in
+// ascending order.
+template <int NV>
+GS_ALWAYS_INLINE void add_rows_mask(vec* a, const float* GS_RESTRICT Wc, uint64_t m) {
+  while (m != 0) {
+    const int i = __builtin_ctzll(m);
+    m &= m - 1;
+    add_row<NV>(a, Wc + static_cast<int64_t>(i) * (8 * NV));
+  }
+}
+
+// One (64-row chunk ch x column tile) block of the mask GEMM for the block's chains (the
+// chains r0 + r of the call). Chains 2k and 2k + 1 go together when both are in the
+// block: the rows both have on (m_A & m_B; half of the on rows at density 1/2) are summed
+// once into s, then each chain adds s and its own other rows: out_A = (out_A + s) + rows
+// of m_A & ~m_B (ascending), likewise B. A chain without its partner adds its rows alone.
+// The pairs are fixed by the global chain index (blocks start at even chains), so the
+// order of the sums, hence the bits, never depends on the blocking.
+template <int NV>
+GS_ALWAYS_INLINE void mask_block_impl(const float* GS_RESTRICT Wc, int64_t r0, int64_t rows, const uint64_t* masks,
+                                      int64_t nw, int64_t ch, float* GS_RESTRICT out, int64_t ldo, bool acc,
+                                      bool pairs, const char* pf, int64_t pf_lines) {
+  const vec zero = VecOf<float>::splat(0.0f);
+  const int64_t per = pf != nullptr ? (pf_lines + rows - 1) / rows : 0;
+  alignas(32) float sbuf[8 * NV];
+  int64_t r = 0;
+  while (r < rows) {
+    const bool pair = pairs && r + 1 < rows && ((r0 + r) & 1) == 0;
+    const int64_t r1 = r + (pair ? 2 : 1);
+    for (int64_t l = r * per; l < std::min(pf_lines, r1 * per); ++l) __builtin_prefetch(pf + 64 * l, 0, 3);
+    const uint64_t mA = masks[r * nw + ch];
+    if (pair) {
+      const uint64_t mB = masks[(r + 1) * nw + ch], both = mA & mB;
+      {
+        vec sv[NV];
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) sv[v] = zero;
+        add_rows_mask<NV>(sv, Wc, both);
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) *reinterpret_cast<vec*>(sbuf + 8 * v) = sv[v];
+      }
+      for (int q = 0; q < 2; ++q) {
+        float* o = out + (r + q) * ldo;
+        vec a[NV];
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) {
+          const vec sv = *reinterpret_cast<const vec*>(sbuf + 8 * v);
+          a[v] = acc ? *reinterpret_cast<const uvec*>(o + 8 * v) + sv : sv;
+        }
+        add_rows_mask<NV>(a, Wc, (q == 0 ? mA : mB) & ~both);
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) *reinterpret_cast<uvec*>(o + 8 * v) = a[v];
+      }
+    } else {
+      float* o = out + r * ldo;
+      vec a[NV];
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) a[v] = acc ? *reinterpret_cast<const uvec*>(o + 8 * v) : zero;
+      add_rows_mask<NV>(a, Wc, mA);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) *reinterpret_cast<uvec*>(o + 8 * v) = a[v];
+    }
+    r = r1;
+  }
+}
+
+// out[r, :] = (binary states of chain r0 + r) @ W for the block's rows chains, from their
+// masks (nw words), W tile packed (row stride per tile = its width), rows in chunks of 64.
+inline void mask_gemm_impl(const float* W, int64_t ld, int64_t n_in, int64_t r0, int64_t rows,
+                           const uint64_t* masks, int64_t nw, float* out, bool pairs, bool prefetch) {
+  const char* end = reinterpret_cast<const char*>(W + ld * n_in);
+  for (int64_t j0 = 0; j0 < ld; j0 += kTileW) {
+    const int64_t tw = std::min(kTileW, ld - j0);
+    const float* Wt = W + j0 * n_in;
+    for (int64_t ch = 0; ch < nw; ++ch) {
+      const float* Wc = Wt + ch * 64 * tw;
+      const char* pf = prefetch ? reinterpret_cast<const char*>(Wt + (ch + 1) * 64 * tw) : nullptr;
+      const int64_t pf_lines = pf != nullptr && pf < end ? std::min<int64_t>(64 * tw * 4, end - pf) / 64 : 0;
+      if (pf_lines == 0) pf = nullptr;
+      switch (tw / 8) {
+#define GS_CASE(K) \
+  case K: mask_block_impl<K>(Wc, r0, rows, masks, nw, ch, out + j0, ld, ch > 0, pairs, pf, pf_lines); break;
+        GS_CASE(1) GS_CASE(2) GS_CASE(3) GS_CASE(4) GS_CASE(5) GS_CASE(6) GS_CASE(7)
+#undef GS_CASE
+        default: mask_block_impl<8>(Wc, r0, rows, masks, nw, ch, out + j0, ld, ch > 0, pairs, pf, pf_lines); break;
+      }
+    }
+  }
+}
+
 #define GS_TEMPERED_VARIANTS(SFX, ATTR, AVX2)                                                                         \
   ATTR __attribute__((noinline, flatten)) int32_t hidden_ais##SFX(const float* acc, const float* c, float beta,       \
                                                                   float bprev, const float* u, float* h, float* a_out, \
@@ -367,6 +473,15 @@ inline void bounds_from_states_impl(const float* GS_RESTRICT x, int64_t n, int64
   ATTR __attribute__((noinline, flatten)) int32_t grouped_list##SFX(const float* x, int64_t n, int32_t* idx) {       \
     return grouped_list_impl<AVX2>(x, n, idx);                                                                         \
   }                                                                                                                   \
+  ATTR __attribute__((noinline, flatten)) void masks_from_states##SFX(const float* x, int64_t n, int64_t rows,         \
+                                                                      int64_t nw, uint64_t* masks) {                  \
+    masks_from_states_impl<AVX2>(x, n, rows, nw, masks);                                                               \
+  }                                                                                                                   \
+  ATTR __attribute__((noinline, flatten)) void mask_gemm##SFX(const float* W, int64_t ld, int64_t n_in, int64_t r0,   \
+                                                              int64_t rows, const uint64_t* masks, int64_t nw,         \
+                                                              float* out, bool pairs, bool pf) {                       \
+    mask_gemm_impl(W, ld, n_in, r0, rows, masks, nw, out, pairs, pf);                                                  \
+  }                                                                                                                   \
   ATTR __attribute__((noinline, flatten)) void bounds_from_states##SFX(const float* x, int64_t n, int64_t rows,        \
                                                                        int64_t chunk, int64_t nch, int32_t* bounds) {  \
     bounds_from_states_impl<AVX2>(x, n, rows, chunk, nch, bounds);                                                     \
@@ -390,6 +505,9 @@ using HiddenFn = int32_t (*)(const float*, const float*, float, float, const flo
 
 enum class Path { kLut, kRowsum, kMm };
 
+// Binary row-sum kernel: index lists (block_gemm), bit masks, bit masks with chain pairs.
+enum class Kernel { kList, kMask, kPair };
+
 // The model of one call, read-only while the threads run.
 struct Model {
   uint64_t key = 0, offset = 0;
@@ -399,7 +517,8 @@ struct Model {
   bool hg = false, vg = false;
   int64_t gchunk = 128;           // table rows per chunk of the grouped GEMMs
   int prefetch = 3;               // software prefetch of the next block of W (locality hint; 0: none)
-  int64_t chunk = kChunkRows;     // W rows per block of the row-sum GEMMs
+  int64_t chunk = kChunkRows;     // W rows per block of the list row-sum GEMMs
+  Kernel kernel = Kernel::kPair;  // binary row sums (GENSAMPLE_CPU_TEMPERED_KERNEL=list|mask|pair)
   const float *b = nullptr, *c = nullptr, *base = nullptr, *sigma = nullptr;  // sigma: Gaussian
   const double* diff = nullptr;   // AIS Bernoulli: float64(b - b_A) (the float32 difference)
   const float* beta = nullptr;    // per-chain betas (tempered_sweeps), else null
@@ -411,6 +530,7 @@ struct Model {
 struct Scratch {
   std::vector<float> acc, ubuf, hs;
   std::vector<int32_t> idx_v, idx_h, cnt_v, cnt_h, bnd_v, bnd_h, idx_g, cnt_g, bnd_g;
+  std::vector<uint64_t> masks;
   std::vector<double> ell, inc;
 };
 
@@ -436,6 +556,7 @@ struct Blk {
     at_least(s.bnd_v, nb * (nchv + 1));
     at_least(s.bnd_h, nb * (nchh + 1));
     at_least(s.ell, nb);
+    at_least(s.masks, nb * ((std::max(M.nv, M.nh) + 63) / 64) + 1);
     at_least(s.inc, nb);
     ldig = (std::max(M.nv, M.nh) + 3) / 4 + 8;
     const int64_t nchg = (16 * ldig + M.gchunk - 1) / M.gchunk;
@@ -475,6 +596,13 @@ void gemm_binary(const Model& M, const Layer& L, Blk& S, const int32_t* idx, int
                  int64_t nch, const float* states) {
   if (L.T != nullptr) {
     GS_PICK(lut_gemm)(L.T, L.ld, L.n_in, S.rows, states, L.n_in, S.s.acc.data());
+    return;
+  }
+  if (M.kernel != Kernel::kList) {
+    const int64_t nw = std::max<int64_t>(1, (L.n_in + 63) / 64);  // one (empty) chunk for n_in = 0: zeros
+    GS_PICK(masks_from_states)(states, L.n_in, S.rows, nw, S.s.masks.data());
+    GS_PICK(mask_gemm)(L.W, L.ld, L.n_in, S.r0, S.rows, S.s.masks.data(), nw, S.s.acc.data(),
+                       M.kernel == Kernel::kPair, M.prefetch != 0);
     return;
   }
   (void)cnt;  // the lists' counts: bnd[r, nch] (same states)
@@ -699,6 +827,10 @@ void prepare(Prepared& P, const at::Tensor& v, const at::Tensor& weight, const a
   // plain row sums. Not with the small-layer tables.
   if (const char* pe = std::getenv("GENSAMPLE_CPU_TEMPERED_PREFETCH"); pe != nullptr && pe[0] >= '0' && pe[0] <= '3')
     M.prefetch = pe[0] - '0';
+  if (const char* ke = std::getenv("GENSAMPLE_CPU_TEMPERED_KERNEL"); ke != nullptr && ke[0] != '\0') {
+    const std::string k = ke;
+    M.kernel = k == "list" ? Kernel::kList : (k == "mask" ? Kernel::kMask : Kernel::kPair);
+  }
   if (const char* ce = std::getenv("GENSAMPLE_CPU_TEMPERED_CHUNK"); ce != nullptr && ce[0] != '\0')
     M.chunk = std::max<int64_t>(8, std::atoll(ce) / 8 * 8);
   const char* ge = std::getenv("GENSAMPLE_CPU_TEMPERED_GROUPED");
@@ -735,7 +867,9 @@ void prepare(Prepared& P, const at::Tensor& v, const at::Tensor& weight, const a
   int64_t nb = std::max<int64_t>(8, std::min<int64_t>(64, (M.B + nthreads - 1) / nthreads));
   if (const char* bv = std::getenv("GENSAMPLE_CPU_TEMPERED_BLOCK"); bv != nullptr && bv[0] != '\0')
     nb = std::max<int64_t>(1, std::atoll(bv));
-  P.nb = nb;
+  // even: blocks start at even chains, so the chain pairs of the pair kernel are (2k, 2k + 1)
+  // whatever the blocking
+  P.nb = (nb + 1) / 2 * 2;
 }
 
 // The mm path's first GEMM input: x = v / sigma (Gaussian, a new (B, nv) tensor) or vin.
