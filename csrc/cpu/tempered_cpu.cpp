@@ -2,33 +2,43 @@
 // temperatures: parallel tempering) and ais_rbm (a whole annealed-importance-sampling run).
 // The torch backend (gensample/ops/tempered.py) is the specification: the states match it
 // bit for bit whenever the GEMMs are exact (binary states, dyadic weights); the log-weights
-// match to float32 rounding of the softplus terms (our own vectorized exp/log1p), summed
-// in float64. Per-element math: gensample/tempered.h (scalar) mirrored by the vector code
-// below operation for operation (the draws); shared block machinery: gibbs_block.h.
+// match to float32 rounding of the softplus terms (our own vectorized exp/log1p, or, for
+// small annealing steps, a Taylor series closer to the exact value), summed in float64.
+// Per-element math: gensample/tempered.h (scalar) mirrored by the vector code below
+// operation for operation (the draws); shared block machinery: gibbs_block.h.
 //
 // Two drivers:
 // * block (Bernoulli visible units, the default): a thread takes a block of chains and
 //   runs ALL half-steps / annealing steps on it, no barrier in between (blocks handed out
 //   from a shared counter). Binary states make x @ W a sum of rows of W: tile-packed row
-//   sums over the index lists of the units that fired (block_gemm_impl: each 64 x 64
-//   block of W stays in L1 while every chain of the block adds its rows), or, for small
-//   layers, tables of 4-unit row sums (lut_gemm_impl). Each epilogue is fused: bias,
-//   beta, gs_sigmoid, the Philox uniforms (AVX2 generator), the draw, the compaction of the
-//   next index list, and for AIS the two float32 softplus of the log-weight increment.
+//   sums driven by 64-bit masks of the states (mask_gemm_impl: each 64 x 64 block of W
+//   stays in L1 while every chain of the block adds its rows; chains 2k and 2k + 1 sum
+//   the rows they both have on once, a quarter of all rows at density 1/2), or, for
+//   small layers, tables of 4-unit row sums (lut_gemm_impl). Each epilogue is fused:
+//   bias, beta, gs_sigmoid, the Philox uniforms (AVX2 generator), the draw, the index
+//   list, and for AIS the log-weight increment.
 // * mm (Gaussian visible units, or forced): the hidden half-step's input x = v / sigma is
 //   real, so its GEMM is one at::mm over all chains per step (the very call the torch
 //   backend makes: same bits), then one parallel pass over blocks does the hidden
 //   epilogue, the (binary) h -> v row sums and the visible epilogue.
 // GENSAMPLE_CPU_TEMPERED_GEMM=lut|rowsum|mm forces a path (tests; all give the same bits
-// when the GEMMs are exact), GENSAMPLE_CPU_TEMPERED_BLOCK=n the chains per block,
+// when the GEMMs are exact), GENSAMPLE_CPU_TEMPERED_KERNEL=list|mask|pair the row-sum
+// kernel (index lists: block_gemm_impl; masks; masks with chain pairs, the default),
+// GENSAMPLE_CPU_TEMPERED_BLOCK=n the chains per block (rounded up to even),
 // GENSAMPLE_CPU_TEMPERED_GROUPED=1|auto the grouped 4-unit tables (opt-in, see prepare()),
-// GENSAMPLE_CPU_TEMPERED_PREFETCH=0 turns off the software prefetch of W's next block.
+// GENSAMPLE_CPU_TEMPERED_PREFETCH=0..3 the software prefetch of W's next block (0: off,
+// else the locality hint), GENSAMPLE_CPU_TEMPERED_CHUNK the rows per block of the list
+// kernel (experiments).
 //
-// Speed (AIS, 784x500, 100 chains, dev VM: 2 Zen 3 cores shared with other jobs; CPU time
-// per thread, what an idle machine's wall time would be): 0.78 ms per beta at visible
-// density 0.13, 0.95 to 1.0 ms at 0.5 (2 threads); 1 thread 1.4 / 1.85 ms. About 70% of
-// it is the row sums (near the L1 limit of 2 loads per cycle at hidden density 0.5), 17%
-// the hidden epilogue (sigmoid and two softplus), 6% Philox.
+// Speed (AIS, 784x500, 100 chains, 2,000 sigmoid betas, 1 thread, CPU time on the dev VM:
+// 2 Zen 3 cores shared with other jobs; medians of interleaved runs, noisy to ~10%): the
+// index-list kernel with the two-softplus increment took 2.2 ms per beta at visible
+// density 0.5 (0.88 to 0.92 of the two torch.mm GEMMs of these shapes) and 1.4 to 1.5 ms
+// at 0.13; the mask kernel with pairs and the Taylor increment 1.65 to 1.75 ms (0.69 to
+// 0.72 of the GEMMs) and 1.2 ms. What is left is ~77% row sums (the list kernel ran at
+// ~3 G vector adds / s, the mask kernel ~4), 7% Philox, 7% visible and 7% hidden
+// epilogue. Tables of 4-unit sums (stored, L2-resident per column slice, or built per
+// block) were all slower here: memory-bound, or the table builds cost what they save.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
