@@ -31,13 +31,13 @@
 // kernel (experiments).
 //
 // Speed (AIS, 784x500, 100 chains, 2,000 sigmoid betas, 1 thread, CPU time on the dev VM:
-// 2 Zen 3 cores shared with other jobs; medians of interleaved runs, noisy to ~10%): the
-// index-list kernel with the two-softplus increment took 2.2 ms per beta at visible
-// density 0.5 (0.88 to 0.92 of the two torch.mm GEMMs of these shapes) and 1.4 to 1.5 ms
-// at 0.13; the mask kernel with pairs and the Taylor increment 1.65 to 1.75 ms (0.69 to
-// 0.72 of the GEMMs) and 1.2 ms. What is left is ~77% row sums (the list kernel ran at
-// ~3 G vector adds / s, the mask kernel ~4), 7% Philox, 7% visible and 7% hidden
-// epilogue. Tables of 4-unit sums (stored, L2-resident per column slice, or built per
+// 2 Zen 3 cores shared with other jobs; three interleaved runs each, noisy to ~10%): the
+// index-list kernel with the two-softplus increment took 1.8 to 2.2 ms per beta at visible
+// density 0.5 (0.87 to 0.94 of the two torch.mm GEMMs of these shapes) and 1.4 to 1.6 ms
+// (0.65) at 0.13; the mask kernel with pairs and the Taylor increment 1.55 to 1.7 ms
+// (0.64 to 0.71 of the GEMMs) and 1.1 to 1.16 ms (0.46 to 0.54). What is left is ~77%
+// row sums (the list kernel ran at ~3 G vector adds / s, the mask kernel ~4), 7% Philox,
+// 7% visible and 7% hidden epilogue. Tables of 4-unit sums (stored, L2-resident per column slice, or built per
 // block) were all slower here: memory-bound, or the table builds cost what they save.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
