@@ -4,6 +4,7 @@ against the eager textbook loop (Salakhutdinov's RBM_AIS translated to PyTorch).
 
     PYTHONPATH=. python benchmarks/bench_ais.py [--device cpu|cuda] [--quick] [--json PATH|auto]
                                                 [--rounds N] [--betas K] [--render FILE.json]
+                                                [--skip-textbook]
 
 The issue's floor case: 100 chains x 10,000 betas (sigmoid schedule) on a 784x500
 Bernoulli RBM. The model (documented, seeded): weights N(0, 0.05^2), hidden bias
@@ -64,6 +65,8 @@ def parse_args(argv=None):
     ap.add_argument("--shape", default=None, help="NVxNH (default 784x500)")
     ap.add_argument("--rounds", type=int, default=None, help="timed full runs per competitor (default 3)")
     ap.add_argument("--torch-backend", action="store_true", help="also time gensample[torch] (very slow)")
+    ap.add_argument("--skip-textbook", action="store_true",
+                    help="do not time the eager textbook (quick checks of gensample against the GEMMs alone: t / GEMMs)")
     common.add_harness_args(ap)
     a = ap.parse_args(argv)
     q = a.quick
@@ -202,6 +205,8 @@ def main():
         notes.append("gensample[torch] (the pure-torch executable spec) not timed: pass --torch-backend")
     results["backends"] = backends
     notes.append(SPARSE_NOTE)
+    if args.skip_textbook:
+        notes.append("eager textbook not timed (--skip-textbook): no x eager column")
     notes.append(f"torch threads: {torch.get_num_threads()}; load average at start: "
                  f"{(common._read('/proc/loadavg') or '?').strip()}")
     for n in notes:
@@ -237,7 +242,8 @@ def main():
             log(f"== {case}")
             m, base = make_case(setting, nv, nh, device)
             Wd, bd, cd = (p.detach() for p in (m.weight, m.visible_bias, m.hidden_bias))
-            comps = {TEXTBOOK: lambda: rbm_ais_textbook(Wd, bd, cd, betas, B, visible_base=base)}
+            comps = {} if args.skip_textbook else {
+                TEXTBOOK: lambda: rbm_ais_textbook(Wd, bd, cd, betas, B, visible_base=base)}
             for bk in backends:
                 comps[f"gensample[{bk}]"] = (lambda bk=bk: E.ais_log_partition(m, n_chains=B, schedule=betas,
                                                                                visible_base=base, backend=bk))

@@ -31,10 +31,12 @@ pytestmark = pytest.mark.skipif(
     gensample._backend.unavailable_reason("cpu", "cpu") is not None or not T._cpp_ops_defined(),
     reason="no cpu backend with the tempered kernels")
 
-# GEMM paths, forced: small-layer tables, binary row sums, grouped tables (4-unit patterns,
-# tile packed), at::mm for the hidden GEMM
-PATHS = ["lut", "rowsum", "grouped", "mm"]
-ENV = {"lut": ("lut", "0"), "rowsum": ("rowsum", "0"), "grouped": ("rowsum", "1"), "mm": ("mm", "0")}
+# GEMM paths, forced: small-layer tables, binary row sums (the default kernel: bit masks,
+# chains 2k and 2k + 1 sharing the rows both have on), binary row sums from index lists,
+# grouped tables (4-unit patterns, tile packed), at::mm for the hidden GEMM
+PATHS = ["lut", "rowsum", "list", "grouped", "mm"]
+ENV = {"lut": ("lut", "0", ""), "rowsum": ("rowsum", "0", ""), "list": ("rowsum", "0", "list"),
+       "grouped": ("rowsum", "1", ""), "mm": ("mm", "0", "")}
 
 
 def betas_with_ends(B, g):
@@ -65,9 +67,10 @@ def start(B, nv, kind, g):
 
 
 def force_path(monkeypatch, path):
-    gemm, grouped = ENV[path]
+    gemm, grouped, kernel = ENV[path]
     monkeypatch.setenv("GENSAMPLE_CPU_TEMPERED_GEMM", gemm)
     monkeypatch.setenv("GENSAMPLE_CPU_TEMPERED_GROUPED", grouped)
+    monkeypatch.setenv("GENSAMPLE_CPU_TEMPERED_KERNEL", kernel)
 
 
 @pytest.fixture(params=PATHS)
@@ -151,6 +154,29 @@ def test_ais_log_weights_are_the_float64_sum(monkeypatch):
     ref = (T.tempered_log_density(v, a, 0.75, b, visible_base=base)
            - T.tempered_log_density(v, a, 0.0, b, visible_base=base))
     assert float((log_w - ref).abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize("steps", [(0.5, 0.5 + 2.0**-10), (0.9, 0.9 - 2.0**-12), (0.25, 0.25)])
+def test_ais_small_steps_use_the_taylor_increment(steps):
+    # Steps with |a (beta_1 - beta_0)| <= 1/64 take the cubic Taylor series of
+    # softplus(t) - softplus(t - dt) (tempered_cpu.cpp): its truncation error is below
+    # 3.2e-10 per unit and its float32 evaluation is relative to the small increment, so
+    # one step's log-weight matches a float64 evaluation to ~1e-8 here, where the
+    # difference of two float32 softplus values (|t| up to ~8) is off by up to ~1e-6 per
+    # unit. Dyadic weights: a = c + v W is exact in both. Forward, reverse and zero step.
+    g = gen(31)
+    nv, nh, B = 40, 296, 16  # 9 vectors of 32 and one of 8: no scalar tail
+    W, b, c = dyadic(nv, nh, g=g, lim=8), dyadic(nv, g=g), dyadic(nh, g=g)
+    v = binary(B, nv, g=g, p=0.5)
+    b0, b1 = steps
+    betas = torch.tensor([b0, b1])
+    a = v @ W + c
+    assert float((a * (b1 - b0)).abs().max()) <= 1 / 64  # every vector takes the series
+    log_w, _ = T.ais_rbm(v, W, b, c, betas=betas, generator=gen(2), backend="cpu")
+    ref = (T.tempered_log_density(v.double(), a.double(), b1, b.double())
+           - T.tempered_log_density(v.double(), a.double(), b0, b.double()))
+    err = float((log_w - ref).abs().max())
+    assert err <= nh * 1e-10, f"max |log_w - float64| = {err}"
 
 
 @pytest.mark.parametrize("gemm", ["rowsum", "mm"])

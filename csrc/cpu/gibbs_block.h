@@ -313,10 +313,17 @@ GS_ALWAYS_INLINE void gemm_row_general_impl(const float* W, int64_t ld, int64_t 
 template <int NV, bool kAcc>
 GS_ALWAYS_INLINE void gemm_block_impl(const float* Wt, int64_t rows, const int32_t* idx, int64_t ldi,
                                       const int32_t* bounds, int64_t ldb, int64_t ch, float* out, int64_t ldo,
-                                      const char* pf, int64_t pf_lines) {
+                                      const char* pf, int64_t pf_lines, int pf_hint = 3) {
   const int64_t per = pf != nullptr ? (pf_lines + rows - 1) / rows : 0;
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t l = r * per; l < std::min(pf_lines, (r + 1) * per); ++l) __builtin_prefetch(pf + 64 * l, 0, 3);
+    for (int64_t l = r * per; l < std::min(pf_lines, (r + 1) * per); ++l) {
+      if (pf_hint == 3)
+        __builtin_prefetch(pf + 64 * l, 0, 3);
+      else if (pf_hint == 2)
+        __builtin_prefetch(pf + 64 * l, 0, 2);
+      else
+        __builtin_prefetch(pf + 64 * l, 0, 1);
+    }
     const int32_t b0 = bounds[r * ldb + ch], b1 = bounds[r * ldb + ch + 1];
     sum_rows_impl<NV, kAcc>(Wt, 8 * NV, idx + r * ldi + b0, b1 - b0, out + r * ldo);
   }
@@ -325,18 +332,18 @@ GS_ALWAYS_INLINE void gemm_block_impl(const float* Wt, int64_t rows, const int32
 template <int NV>
 GS_ALWAYS_INLINE void gemm_chunk_impl(const float* Wt, int64_t rows, const int32_t* idx, int64_t ldi,
                                       const int32_t* bounds, int64_t ldb, int64_t ch, float* out, int64_t ldo,
-                                      const char* pf, int64_t pf_lines) {
+                                      const char* pf, int64_t pf_lines, int pf_hint) {
   if (ch == 0)
-    gemm_block_impl<NV, false>(Wt, rows, idx, ldi, bounds, ldb, ch, out, ldo, pf, pf_lines);
+    gemm_block_impl<NV, false>(Wt, rows, idx, ldi, bounds, ldb, ch, out, ldo, pf, pf_lines, pf_hint);
   else
-    gemm_block_impl<NV, true>(Wt, rows, idx, ldi, bounds, ldb, ch, out, ldo, pf, pf_lines);
+    gemm_block_impl<NV, true>(Wt, rows, idx, ldi, bounds, ldb, ch, out, ldo, pf, pf_lines, pf_hint);
 }
 
 // The whole GEMM of a block: out[r, :] = (binary states of chain r) @ W (row stride ld),
 // rows of W in chunks of chunk_rows (the bounds of make_bounds with the same chunk_rows).
 GS_ALWAYS_INLINE void block_gemm_impl(const float* W, int64_t ld, int64_t n_in, int64_t rows, const int32_t* idx,
                                       int64_t ldi, const int32_t* bounds, int64_t ldb, float* out,
-                                      int64_t chunk_rows = kChunkRows, bool prefetch = false) {
+                                      int64_t chunk_rows = kChunkRows, int prefetch = 0) {
   const int64_t nch = std::max<int64_t>(1, (n_in + chunk_rows - 1) / chunk_rows);
   const char* end = reinterpret_cast<const char*>(W + ld * n_in);
   for (int64_t j0 = 0; j0 < ld; j0 += kTileW) {
@@ -348,10 +355,10 @@ GS_ALWAYS_INLINE void block_gemm_impl(const float* W, int64_t ld, int64_t n_in, 
       const int64_t pf_lines = pf != nullptr && pf < end ? std::min<int64_t>(chunk_rows * tw * 4, end - pf) / 64 : 0;
       if (pf_lines == 0) pf = nullptr;
       switch (tw / 8) {
-#define GS_CASE(K) case K: gemm_chunk_impl<K>(Wt, rows, idx, ldi, bounds, ldb, ch, out + j0, ld, pf, pf_lines); break;
+#define GS_CASE(K) case K: gemm_chunk_impl<K>(Wt, rows, idx, ldi, bounds, ldb, ch, out + j0, ld, pf, pf_lines, prefetch); break;
         GS_CASE(1) GS_CASE(2) GS_CASE(3) GS_CASE(4) GS_CASE(5) GS_CASE(6) GS_CASE(7)
 #undef GS_CASE
-        default: gemm_chunk_impl<8>(Wt, rows, idx, ldi, bounds, ldb, ch, out + j0, ld, pf, pf_lines); break;
+        default: gemm_chunk_impl<8>(Wt, rows, idx, ldi, bounds, ldb, ch, out + j0, ld, pf, pf_lines, prefetch); break;
       }
     }
   }

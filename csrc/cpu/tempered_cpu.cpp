@@ -2,33 +2,43 @@
 // temperatures: parallel tempering) and ais_rbm (a whole annealed-importance-sampling run).
 // The torch backend (gensample/ops/tempered.py) is the specification: the states match it
 // bit for bit whenever the GEMMs are exact (binary states, dyadic weights); the log-weights
-// match to float32 rounding of the softplus terms (our own vectorized exp/log1p), summed
-// in float64. Per-element math: gensample/tempered.h (scalar) mirrored by the vector code
-// below operation for operation (the draws); shared block machinery: gibbs_block.h.
+// match to float32 rounding of the softplus terms (our own vectorized exp/log1p, or, for
+// small annealing steps, a Taylor series closer to the exact value), summed in float64.
+// Per-element math: gensample/tempered.h (scalar) mirrored by the vector code below
+// operation for operation (the draws); shared block machinery: gibbs_block.h.
 //
 // Two drivers:
 // * block (Bernoulli visible units, the default): a thread takes a block of chains and
 //   runs ALL half-steps / annealing steps on it, no barrier in between (blocks handed out
 //   from a shared counter). Binary states make x @ W a sum of rows of W: tile-packed row
-//   sums over the index lists of the units that fired (block_gemm_impl: each 64 x 64
-//   block of W stays in L1 while every chain of the block adds its rows), or, for small
-//   layers, tables of 4-unit row sums (lut_gemm_impl). Each epilogue is fused: bias,
-//   beta, gs_sigmoid, the Philox uniforms (AVX2 generator), the draw, the compaction of the
-//   next index list, and for AIS the two float32 softplus of the log-weight increment.
+//   sums driven by 64-bit masks of the states (mask_gemm_impl: each 64 x 64 block of W
+//   stays in L1 while every chain of the block adds its rows; chains 2k and 2k + 1 sum
+//   the rows they both have on once, a quarter of all rows at density 1/2), or, for
+//   small layers, tables of 4-unit row sums (lut_gemm_impl). Each epilogue is fused:
+//   bias, beta, gs_sigmoid, the Philox uniforms (AVX2 generator), the draw, the index
+//   list, and for AIS the log-weight increment.
 // * mm (Gaussian visible units, or forced): the hidden half-step's input x = v / sigma is
 //   real, so its GEMM is one at::mm over all chains per step (the very call the torch
 //   backend makes: same bits), then one parallel pass over blocks does the hidden
 //   epilogue, the (binary) h -> v row sums and the visible epilogue.
 // GENSAMPLE_CPU_TEMPERED_GEMM=lut|rowsum|mm forces a path (tests; all give the same bits
-// when the GEMMs are exact), GENSAMPLE_CPU_TEMPERED_BLOCK=n the chains per block,
+// when the GEMMs are exact), GENSAMPLE_CPU_TEMPERED_KERNEL=list|mask|pair the row-sum
+// kernel (index lists: block_gemm_impl; masks; masks with chain pairs, the default),
+// GENSAMPLE_CPU_TEMPERED_BLOCK=n the chains per block (rounded up to even),
 // GENSAMPLE_CPU_TEMPERED_GROUPED=1|auto the grouped 4-unit tables (opt-in, see prepare()),
-// GENSAMPLE_CPU_TEMPERED_PREFETCH=0 turns off the software prefetch of W's next block.
+// GENSAMPLE_CPU_TEMPERED_PREFETCH=0..3 the software prefetch of W's next block (0: off,
+// else the locality hint), GENSAMPLE_CPU_TEMPERED_CHUNK the rows per block of the list
+// kernel (experiments).
 //
-// Speed (AIS, 784x500, 100 chains, dev VM: 2 Zen 3 cores shared with other jobs; CPU time
-// per thread, what an idle machine's wall time would be): 0.78 ms per beta at visible
-// density 0.13, 0.95 to 1.0 ms at 0.5 (2 threads); 1 thread 1.4 / 1.85 ms. About 70% of
-// it is the row sums (near the L1 limit of 2 loads per cycle at hidden density 0.5), 17%
-// the hidden epilogue (sigmoid and two softplus), 6% Philox.
+// Speed (AIS, 784x500, 100 chains, 2,000 sigmoid betas, 1 thread, CPU time on the dev VM:
+// 2 Zen 3 cores shared with other jobs; three interleaved runs each, noisy to ~10%): the
+// index-list kernel with the two-softplus increment took 1.8 to 2.2 ms per beta at visible
+// density 0.5 (0.87 to 0.94 of the two torch.mm GEMMs of these shapes) and 1.4 to 1.6 ms
+// (0.65) at 0.13; the mask kernel with pairs and the Taylor increment 1.55 to 1.7 ms
+// (0.64 to 0.71 of the GEMMs) and 1.1 to 1.16 ms (0.46 to 0.54). What is left is ~77%
+// row sums (the list kernel ran at ~3 G vector adds / s, the mask kernel ~4), 7% Philox,
+// 7% visible and 7% hidden epilogue. Tables of 4-unit sums (stored, L2-resident per column slice, or built per
+// block) were all slower here: memory-bound, or the table builds cost what they save.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -115,11 +125,29 @@ GS_ALWAYS_INLINE void add_diff64(vec a, vec b, d4& s0, d4& s1) {
 
 // Hidden layer: a = acc + c, t = a * beta, h = u < gs_sigmoid(t); appends the units that
 // fired to idx and returns their count. kA: stores a. kAis: *inc = sum_j float64(sp(t))
-// - float64(sp(a * bprev)).
+// - float64(sp(a * bprev)), or, for a vector of 8 whose steps dt = a (beta - bprev) all
+// satisfy |dt| <= kTaylorStep (any long schedule: 10,000 sigmoid betas on a 784 x 500 RBM
+// have |dt| < 0.01), the same difference as the Taylor series of softplus around t:
+//   sp(t) - sp(t - dt) = dt s - dt^2 s' / 2 + dt^3 s'' / 6 - ...,
+//   s = sigmoid(t) = 1 / d, s' = s (1 - s) = e s^2, s'' = s' (1 - 2 s)
+// (d = 1 + e, e = exp(-t): the draw's), cut after the cubic term: the remainder is below
+// dt^4 max|s'''| / 24 < 3.2e-10 per unit, and the float32 evaluation is within a few ulp of
+// the (small) increment itself, far closer to the exact difference than the difference of
+// two float32 softplus values (each off by ~|t| 2^-23). One division instead of an exp and
+// two logs per element.
+constexpr float kTaylorStep = 1.0f / 64.0f;
+
+// s += float64(x), lane by lane (8 floats -> two d4 accumulators).
+GS_ALWAYS_INLINE void add64(vec x, d4& s0, d4& s1) {
+  s0 += __builtin_convertvector(__builtin_shufflevector(x, x, 0, 1, 2, 3), d4);
+  s1 += __builtin_convertvector(__builtin_shufflevector(x, x, 4, 5, 6, 7), d4);
+}
+
 template <bool kAvx2, bool kAis, bool kA, int N>
 GS_ALWAYS_INLINE int32_t hidden_step(const float* GS_RESTRICT acc, const float* GS_RESTRICT c, float beta, float bprev,
-                                     const float* GS_RESTRICT u, float* GS_RESTRICT h, float* GS_RESTRICT a_out,
-                                     int64_t j, int32_t* GS_RESTRICT idx, int32_t cnt, d4& s0, d4& s1) {
+                                     float db, const float* GS_RESTRICT u, float* GS_RESTRICT h,
+                                     float* GS_RESTRICT a_out, int64_t j, int32_t* GS_RESTRICT idx, int32_t cnt,
+                                     d4& s0, d4& s1) {
   const vec one = VecOf<float>::splat(1.0f), zero = VecOf<float>::splat(0.0f);
   vec a[N], t[N], d[N];
   GS_EACH(i) {
@@ -136,6 +164,23 @@ GS_ALWAYS_INLINE int32_t hidden_step(const float* GS_RESTRICT acc, const float* 
     cnt = compact8<kAvx2>(m, static_cast<int32_t>(j + 8 * i), idx, cnt);
   }
   if (kAis) {
+    vec dt[N];
+    ivec far = VecOf<float>::splat_i(0);
+    GS_EACH(i) {
+      dt[i] = a[i] * db;
+      far |= (dt[i] > kTaylorStep) | (dt[i] < -kTaylorStep);  // NaN a: exact path below
+    }
+    GS_EACH(i) far |= a[i] != a[i];
+    if (__builtin_expect(!any8<kAvx2>(far), 1)) {
+      GS_EACH(i) {
+        const vec sg = one / d[i];
+        const vec s1d = e[i] * sg * sg;                     // s' = s (1 - s)
+        const vec s2d = s1d * (one - (sg + sg));            // s'' = s' (1 - 2 s)
+        const vec inc = dt[i] * (sg - dt[i] * (s1d * 0.5f - dt[i] * (s2d * (1.0f / 6.0f))));
+        add64(inc, s0, s1);
+      }
+      return cnt;
+    }
     vec tp[N], spk[N], spp[N], ek[N];
     GS_EACH(i) tp[i] = a[i] * bprev;
     // exp(-|t|) = e for t >= 0, 1 / e for t < 0 (|t| <= 87: e is finite; beyond, the
@@ -153,11 +198,12 @@ inline int32_t hidden_row_impl(const float* acc, const float* c, float beta, flo
                                float* a_out, int64_t n, int32_t* idx, double* inc) {
   int32_t cnt = 0;
   d4 s0 = {0, 0, 0, 0}, s1 = {0, 0, 0, 0};
+  const float db = static_cast<float>(static_cast<double>(beta) - static_cast<double>(bprev));
   int64_t j = 0;
   for (; j + 32 <= n; j += 32)
-    cnt = hidden_step<kAvx2, kAis, kA, 4>(acc, c, beta, bprev, u, h, a_out, j, idx, cnt, s0, s1);
+    cnt = hidden_step<kAvx2, kAis, kA, 4>(acc, c, beta, bprev, db, u, h, a_out, j, idx, cnt, s0, s1);
   for (; j + 8 <= n; j += 8)
-    cnt = hidden_step<kAvx2, kAis, kA, 1>(acc, c, beta, bprev, u, h, a_out, j, idx, cnt, s0, s1);
+    cnt = hidden_step<kAvx2, kAis, kA, 1>(acc, c, beta, bprev, db, u, h, a_out, j, idx, cnt, s0, s1);
   double tail = 0.0;
   for (; j < n; ++j) {
     float a;
@@ -251,6 +297,144 @@ inline int32_t grouped_list_impl(const float* GS_RESTRICT x, int64_t n, int32_t*
   return c;
 }
 
+// Chunk bounds of the index lists straight from the binary states x (rows of n, stride
+// n): bounds[r, ch] = number of nonzero states of row r before unit ch * chunk (chunk a
+// multiple of 8), i.e. the first list position of chunk ch, as make_bounds finds it by
+// binary search, here by one popcount per 8 units (no unpredictable branches).
+template <bool kAvx2>
+inline void bounds_from_states_impl(const float* GS_RESTRICT x, int64_t n, int64_t rows, int64_t chunk, int64_t nch,
+                                    int32_t* GS_RESTRICT bounds) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * n;
+    int32_t* b = bounds + r * (nch + 1);
+    b[0] = 0;
+    int32_t c = 0;
+    int64_t ch = 1, next = chunk;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      if (i == next) {
+        b[ch++] = c;
+        next += chunk;
+      }
+      c += __builtin_popcount(static_cast<unsigned>(mask8<kAvx2>(xr + i)));
+    }
+    for (; i < n; ++i) {
+      if (i == next) {
+        b[ch++] = c;
+        next += chunk;
+      }
+      c += xr[i] != 0.0f ? 1 : 0;
+    }
+    for (; ch <= nch; ++ch) b[ch] = c;
+  }
+}
+
+// Bit masks of binary rows: word w of row r holds the states of units 64 w .. 64 w + 63
+// (bit i: unit 64 w + i is not 0), nw words per row.
+template <bool kAvx2>
+inline void masks_from_states_impl(const float* GS_RESTRICT x, int64_t n, int64_t rows, int64_t nw,
+                                   uint64_t* GS_RESTRICT masks) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * n;
+    uint64_t* m = masks + r * nw;
+    for (int64_t w = 0; w < nw; ++w) m[w] = 0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+      m[i >> 6] |= static_cast<uint64_t>(static_cast<unsigned>(mask8<kAvx2>(xr + i))) << (i & 63);
+    for (; i < n; ++i) m[i >> 6] |= static_cast<uint64_t>(xr[i] != 0.0f ? 1 : 0) << (i & 63);
+  }
+}
+
+// a += the rows of the block Wc (row stride 8 NV) selected by the bits of m, in
+// ascending order.
+template <int NV>
+GS_ALWAYS_INLINE void add_rows_mask(vec* a, const float* GS_RESTRICT Wc, uint64_t m) {
+  while (m != 0) {
+    const int i = __builtin_ctzll(m);
+    m &= m - 1;
+    add_row<NV>(a, Wc + static_cast<int64_t>(i) * (8 * NV));
+  }
+}
+
+// One (64-row chunk ch x column tile) block of the mask GEMM for the block's chains (the
+// chains r0 + r of the call). Chains 2k and 2k + 1 go together when both are in the
+// block: the rows both have on (m_A & m_B; half of the on rows at density 1/2) are summed
+// once into s, then each chain adds s and its own other rows: out_A = (out_A + s) + rows
+// of m_A & ~m_B (ascending), likewise B. A chain without its partner adds its rows alone.
+// The pairs are fixed by the global chain index (blocks start at even chains), so the
+// order of the sums, hence the bits, never depends on the blocking.
+template <int NV>
+GS_ALWAYS_INLINE void mask_block_impl(const float* GS_RESTRICT Wc, int64_t r0, int64_t rows, const uint64_t* masks,
+                                      int64_t nw, int64_t ch, float* GS_RESTRICT out, int64_t ldo, bool acc,
+                                      bool pairs, const char* pf, int64_t pf_lines) {
+  const vec zero = VecOf<float>::splat(0.0f);
+  const int64_t per = pf != nullptr ? (pf_lines + rows - 1) / rows : 0;
+  alignas(32) float sbuf[8 * NV];
+  int64_t r = 0;
+  while (r < rows) {
+    const bool pair = pairs && r + 1 < rows && ((r0 + r) & 1) == 0;
+    const int64_t r1 = r + (pair ? 2 : 1);
+    for (int64_t l = r * per; l < std::min(pf_lines, r1 * per); ++l) __builtin_prefetch(pf + 64 * l, 0, 3);
+    const uint64_t mA = masks[r * nw + ch];
+    if (pair) {
+      const uint64_t mB = masks[(r + 1) * nw + ch], both = mA & mB;
+      {
+        vec sv[NV];
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) sv[v] = zero;
+        add_rows_mask<NV>(sv, Wc, both);
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) *reinterpret_cast<vec*>(sbuf + 8 * v) = sv[v];
+      }
+      for (int q = 0; q < 2; ++q) {
+        float* o = out + (r + q) * ldo;
+        vec a[NV];
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) {
+          const vec sv = *reinterpret_cast<const vec*>(sbuf + 8 * v);
+          a[v] = acc ? *reinterpret_cast<const uvec*>(o + 8 * v) + sv : sv;
+        }
+        add_rows_mask<NV>(a, Wc, (q == 0 ? mA : mB) & ~both);
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) *reinterpret_cast<uvec*>(o + 8 * v) = a[v];
+      }
+    } else {
+      float* o = out + r * ldo;
+      vec a[NV];
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) a[v] = acc ? *reinterpret_cast<const uvec*>(o + 8 * v) : zero;
+      add_rows_mask<NV>(a, Wc, mA);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) *reinterpret_cast<uvec*>(o + 8 * v) = a[v];
+    }
+    r = r1;
+  }
+}
+
+// out[r, :] = (binary states of chain r0 + r) @ W for the block's rows chains, from their
+// masks (nw words), W tile packed (row stride per tile = its width), rows in chunks of 64.
+inline void mask_gemm_impl(const float* W, int64_t ld, int64_t n_in, int64_t r0, int64_t rows,
+                           const uint64_t* masks, int64_t nw, float* out, bool pairs, bool prefetch) {
+  const char* end = reinterpret_cast<const char*>(W + ld * n_in);
+  for (int64_t j0 = 0; j0 < ld; j0 += kTileW) {
+    const int64_t tw = std::min(kTileW, ld - j0);
+    const float* Wt = W + j0 * n_in;
+    for (int64_t ch = 0; ch < nw; ++ch) {
+      const float* Wc = Wt + ch * 64 * tw;
+      const char* pf = prefetch ? reinterpret_cast<const char*>(Wt + (ch + 1) * 64 * tw) : nullptr;
+      const int64_t pf_lines = pf != nullptr && pf < end ? std::min<int64_t>(64 * tw * 4, end - pf) / 64 : 0;
+      if (pf_lines == 0) pf = nullptr;
+      switch (tw / 8) {
+#define GS_CASE(K) \
+  case K: mask_block_impl<K>(Wc, r0, rows, masks, nw, ch, out + j0, ld, ch > 0, pairs, pf, pf_lines); break;
+        GS_CASE(1) GS_CASE(2) GS_CASE(3) GS_CASE(4) GS_CASE(5) GS_CASE(6) GS_CASE(7)
+#undef GS_CASE
+        default: mask_block_impl<8>(Wc, r0, rows, masks, nw, ch, out + j0, ld, ch > 0, pairs, pf, pf_lines); break;
+      }
+    }
+  }
+}
+
 #define GS_TEMPERED_VARIANTS(SFX, ATTR, AVX2)                                                                         \
   ATTR __attribute__((noinline, flatten)) int32_t hidden_ais##SFX(const float* acc, const float* c, float beta,       \
                                                                   float bprev, const float* u, float* h, float* a_out, \
@@ -293,11 +477,24 @@ inline int32_t grouped_list_impl(const float* GS_RESTRICT x, int64_t n, int32_t*
   ATTR __attribute__((noinline, flatten)) void block_gemm##SFX(const float* W, int64_t ldw, int64_t n_in,             \
                                                                int64_t rows, const int32_t* idx, int64_t ldi,          \
                                                                const int32_t* bounds, int64_t ldb, float* out,         \
-                                                               int64_t chunk, bool pf) {                               \
+                                                               int64_t chunk, int pf) {                               \
     block_gemm_impl(W, ldw, n_in, rows, idx, ldi, bounds, ldb, out, chunk, pf);                                        \
   }                                                                                                                   \
   ATTR __attribute__((noinline, flatten)) int32_t grouped_list##SFX(const float* x, int64_t n, int32_t* idx) {       \
     return grouped_list_impl<AVX2>(x, n, idx);                                                                         \
+  }                                                                                                                   \
+  ATTR __attribute__((noinline, flatten)) void masks_from_states##SFX(const float* x, int64_t n, int64_t rows,         \
+                                                                      int64_t nw, uint64_t* masks) {                  \
+    masks_from_states_impl<AVX2>(x, n, rows, nw, masks);                                                               \
+  }                                                                                                                   \
+  ATTR __attribute__((noinline, flatten)) void mask_gemm##SFX(const float* W, int64_t ld, int64_t n_in, int64_t r0,   \
+                                                              int64_t rows, const uint64_t* masks, int64_t nw,         \
+                                                              float* out, bool pairs, bool pf) {                       \
+    mask_gemm_impl(W, ld, n_in, r0, rows, masks, nw, out, pairs, pf);                                                  \
+  }                                                                                                                   \
+  ATTR __attribute__((noinline, flatten)) void bounds_from_states##SFX(const float* x, int64_t n, int64_t rows,        \
+                                                                       int64_t chunk, int64_t nch, int32_t* bounds) {  \
+    bounds_from_states_impl<AVX2>(x, n, rows, chunk, nch, bounds);                                                     \
   }
 
 GS_TEMPERED_VARIANTS(_base, , false)
@@ -318,6 +515,9 @@ using HiddenFn = int32_t (*)(const float*, const float*, float, float, const flo
 
 enum class Path { kLut, kRowsum, kMm };
 
+// Binary row-sum kernel: index lists (block_gemm), bit masks, bit masks with chain pairs.
+enum class Kernel { kList, kMask, kPair };
+
 // The model of one call, read-only while the threads run.
 struct Model {
   uint64_t key = 0, offset = 0;
@@ -326,7 +526,9 @@ struct Model {
   Layer to_hg{}, to_vg{};         // grouped tables (tile packed), used when hg / vg
   bool hg = false, vg = false;
   int64_t gchunk = 128;           // table rows per chunk of the grouped GEMMs
-  bool prefetch = true;           // software prefetch of the next block of W
+  int prefetch = 3;               // software prefetch of the next block of W (locality hint; 0: none)
+  int64_t chunk = kChunkRows;     // W rows per block of the list row-sum GEMMs
+  Kernel kernel = Kernel::kPair;  // binary row sums (GENSAMPLE_CPU_TEMPERED_KERNEL=list|mask|pair)
   const float *b = nullptr, *c = nullptr, *base = nullptr, *sigma = nullptr;  // sigma: Gaussian
   const double* diff = nullptr;   // AIS Bernoulli: float64(b - b_A) (the float32 difference)
   const float* beta = nullptr;    // per-chain betas (tempered_sweeps), else null
@@ -338,6 +540,7 @@ struct Model {
 struct Scratch {
   std::vector<float> acc, ubuf, hs;
   std::vector<int32_t> idx_v, idx_h, cnt_v, cnt_h, bnd_v, bnd_h, idx_g, cnt_g, bnd_g;
+  std::vector<uint64_t> masks;
   std::vector<double> ell, inc;
 };
 
@@ -351,8 +554,8 @@ struct Blk {
   int64_t r0 = 0, rows = 0, ldiv, ldih, nchv, nchh, ldig;
   Scratch& s;
   Blk(const Model& M, int64_t nb) : ldiv(M.nv + 8), ldih(M.nh + 8), s(thread_scratch()) {
-    nchv = std::max<int64_t>(1, (M.nv + kChunkRows - 1) / kChunkRows);
-    nchh = std::max<int64_t>(1, (M.nh + kChunkRows - 1) / kChunkRows);
+    nchv = std::max<int64_t>(1, (M.nv + M.chunk - 1) / M.chunk);
+    nchh = std::max<int64_t>(1, (M.nh + M.chunk - 1) / M.chunk);
     at_least(s.acc, nb * std::max(M.ldv, M.ldh) + 8);
     at_least(s.ubuf, std::max<int64_t>(kChunk, std::max(M.nv, M.nh)) + 8);
     at_least(s.hs, nb * M.nh + 8);
@@ -363,6 +566,7 @@ struct Blk {
     at_least(s.bnd_v, nb * (nchv + 1));
     at_least(s.bnd_h, nb * (nchh + 1));
     at_least(s.ell, nb);
+    at_least(s.masks, nb * ((std::max(M.nv, M.nh) + 63) / 64) + 1);
     at_least(s.inc, nb);
     ldig = (std::max(M.nv, M.nh) + 3) / 4 + 8;
     const int64_t nchg = (16 * ldig + M.gchunk - 1) / M.gchunk;
@@ -404,8 +608,16 @@ void gemm_binary(const Model& M, const Layer& L, Blk& S, const int32_t* idx, int
     GS_PICK(lut_gemm)(L.T, L.ld, L.n_in, S.rows, states, L.n_in, S.s.acc.data());
     return;
   }
-  make_bounds(S.rows, idx, ldi, cnt, nch, bnd);
-  GS_PICK(block_gemm)(L.W, L.ld, L.n_in, S.rows, idx, ldi, bnd, nch + 1, S.s.acc.data(), kChunkRows,
+  if (M.kernel != Kernel::kList) {
+    const int64_t nw = std::max<int64_t>(1, (L.n_in + 63) / 64);  // one (empty) chunk for n_in = 0: zeros
+    GS_PICK(masks_from_states)(states, L.n_in, S.rows, nw, S.s.masks.data());
+    GS_PICK(mask_gemm)(L.W, L.ld, L.n_in, S.r0, S.rows, S.s.masks.data(), nw, S.s.acc.data(),
+                       M.kernel == Kernel::kPair, M.prefetch != 0);
+    return;
+  }
+  (void)cnt;  // the lists' counts: bnd[r, nch] (same states)
+  GS_PICK(bounds_from_states)(states, L.n_in, S.rows, M.chunk, nch, bnd);
+  GS_PICK(block_gemm)(L.W, L.ld, L.n_in, S.rows, idx, ldi, bnd, nch + 1, S.s.acc.data(), M.chunk,
                       M.prefetch);
 }
 
@@ -489,10 +701,19 @@ void visible_half(const Model& M, Blk& S, uint64_t off, float step_beta, const f
   });
   if (with_ell) {
     for (int64_t r = 0; r < S.rows; ++r) {
+      // four partial sums (independent add chains), then ((e0 + e1) + (e2 + e3))
       const int32_t* l = S.s.idx_v.data() + r * S.ldiv;
-      double e = 0.0;
-      for (int32_t q = 0; q < S.s.cnt_v[r]; ++q) e += M.diff[l[q]];
-      S.s.ell[r] = e;
+      const int32_t n = S.s.cnt_v[r];
+      double e0 = 0.0, e1 = 0.0, e2 = 0.0, e3 = 0.0;
+      int32_t q = 0;
+      for (; q + 4 <= n; q += 4) {
+        e0 += M.diff[l[q]];
+        e1 += M.diff[l[q + 1]];
+        e2 += M.diff[l[q + 2]];
+        e3 += M.diff[l[q + 3]];
+      }
+      for (; q < n; ++q) e0 += M.diff[l[q]];
+      S.s.ell[r] = (e0 + e1) + (e2 + e3);
     }
   }
 }
@@ -614,8 +835,14 @@ void prepare(Prepared& P, const at::Tensor& v, const at::Tensor& weight, const a
   // stay in cache: AIS 784x500 (100 chains, 1 thread) ran 3 to 20% slower with them than
   // the prefetched row sums (1.6 to 1.8x slower before the prefetch), so the default is the
   // plain row sums. Not with the small-layer tables.
-  if (const char* pe = std::getenv("GENSAMPLE_CPU_TEMPERED_PREFETCH"); pe != nullptr && pe[0] == '0')
-    M.prefetch = false;
+  if (const char* pe = std::getenv("GENSAMPLE_CPU_TEMPERED_PREFETCH"); pe != nullptr && pe[0] >= '0' && pe[0] <= '3')
+    M.prefetch = pe[0] - '0';
+  if (const char* ke = std::getenv("GENSAMPLE_CPU_TEMPERED_KERNEL"); ke != nullptr && ke[0] != '\0') {
+    const std::string k = ke;
+    M.kernel = k == "list" ? Kernel::kList : (k == "mask" ? Kernel::kMask : Kernel::kPair);
+  }
+  if (const char* ce = std::getenv("GENSAMPLE_CPU_TEMPERED_CHUNK"); ce != nullptr && ce[0] != '\0')
+    M.chunk = std::max<int64_t>(8, std::atoll(ce) / 8 * 8);
   const char* ge = std::getenv("GENSAMPLE_CPU_TEMPERED_GROUPED");
   const std::string gforce = ge != nullptr ? ge : "";
   if (const char* gc = std::getenv("GENSAMPLE_CPU_TEMPERED_GCHUNK"); gc != nullptr && gc[0] != '\0')
@@ -650,7 +877,9 @@ void prepare(Prepared& P, const at::Tensor& v, const at::Tensor& weight, const a
   int64_t nb = std::max<int64_t>(8, std::min<int64_t>(64, (M.B + nthreads - 1) / nthreads));
   if (const char* bv = std::getenv("GENSAMPLE_CPU_TEMPERED_BLOCK"); bv != nullptr && bv[0] != '\0')
     nb = std::max<int64_t>(1, std::atoll(bv));
-  P.nb = nb;
+  // even: blocks start at even chains, so the chain pairs of the pair kernel are (2k, 2k + 1)
+  // whatever the blocking
+  P.nb = (nb + 1) / 2 * 2;
 }
 
 // The mm path's first GEMM input: x = v / sigma (Gaussian, a new (B, nv) tensor) or vin.
