@@ -41,6 +41,7 @@
 #include <cstdlib>
 #include <cstdint>
 #include <cstring>
+#include <ctime>
 #include <limits>
 #include <tuple>
 #include <vector>
@@ -74,7 +75,7 @@ constexpr int kRadix = 1 << kDigit;
 constexpr int64_t kLagBlock = 8;
 constexpr int64_t kColStats = 10;
 
-// GENSAMPLE_DIAG_PROFILE=1: per-phase thread time (summed over threads), on stderr.
+// GENSAMPLE_DIAG_PROFILE=1: per-phase thread CPU time (summed over threads), on stderr.
 enum Phase { kPhItems, kPhSort, kPhMoments, kPhBulkWalk, kPhBulkLags, kPhFolded, kPhInd, kPhCount };
 const char* const kPhaseNames[kPhCount] = {"items+histograms", "radix sort", "moments+quantiles", "bulk ranks",
                                            "bulk centre+lags", "folded ranks", "indicators"};
@@ -87,13 +88,20 @@ bool profiling() {
   }();
   return on;
 }
+// CPU time of the calling thread (not wall time: on a shared machine the thread's
+// preempted time would count too).
+int64_t thread_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
 struct PhaseClock {
   bool on = profiling();
-  std::chrono::steady_clock::time_point t = std::chrono::steady_clock::now();
+  int64_t t = on ? thread_ns() : 0;
   void tick(Phase p) {
     if (!on) return;
-    const auto now = std::chrono::steady_clock::now();
-    g_phase_ns[p] += std::chrono::duration_cast<std::chrono::nanoseconds>(now - t).count();
+    const int64_t now = thread_ns();
+    g_phase_ns[p] += now - t;
     t = now;
   }
 };
