@@ -69,9 +69,9 @@ enum Flags : int64_t {
 };
 
 // Radix digits of 16 bits: 2 passes for float32 keys, 4 for float64 (fewer passes beat
-// the smaller, cache-resident histograms of 8- or 11-bit digits on this kind of CPU).
-constexpr int kDigit = 16;
-constexpr int kRadix = 1 << kDigit;
+// the smaller, cache-resident histograms of 8- or 11-bit digits on this kind of CPU:
+// measured 11 ns per item for 2 x 16 bits, 13.5 for 3 x 11, 13.4 for 4 x 8).
+constexpr int kMaxRadix = 1 << 16;
 constexpr int64_t kLagBlock = 8;
 constexpr int64_t kColStats = 10;
 
@@ -109,26 +109,29 @@ struct PhaseClock {
 // ---------------------------------------------------------------------------
 // keys
 
+// Branch-free (the sign of random data would mispredict half the time): v + 0 turns
+// -0.0 into +0.0 (round to nearest) and keeps NaN a NaN; then the sign decides whether
+// all bits or only the sign bit are flipped.
 GS_ALWAYS_INLINE uint32_t key_of(float v) {
   uint32_t u;
-  if (v == 0.0f) v = 0.0f;  // -0.0 ties with +0.0
+  v = v + 0.0f;  // -0.0 ties with +0.0
   std::memcpy(&u, &v, 4);
-  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return u ^ (static_cast<uint32_t>(static_cast<int32_t>(u) >> 31) | 0x80000000u);
 }
 GS_ALWAYS_INLINE double value_of(uint32_t k) {
-  const uint32_t u = (k & 0x80000000u) ? (k & 0x7fffffffu) : ~k;
+  const uint32_t u = k ^ (static_cast<uint32_t>(static_cast<int32_t>(~k) >> 31) | 0x80000000u);
   float f;
   std::memcpy(&f, &u, 4);
   return static_cast<double>(f);
 }
 GS_ALWAYS_INLINE uint64_t key_of(double v) {
   uint64_t u;
-  if (v == 0.0) v = 0.0;
+  v = v + 0.0;
   std::memcpy(&u, &v, 8);
-  return (u & 0x8000000000000000ull) ? ~u : (u | 0x8000000000000000ull);
+  return u ^ (static_cast<uint64_t>(static_cast<int64_t>(u) >> 63) | 0x8000000000000000ull);
 }
 GS_ALWAYS_INLINE double value_of(uint64_t k) {
-  const uint64_t u = (k & 0x8000000000000000ull) ? (k & 0x7fffffffffffffffull) : ~k;
+  const uint64_t u = k ^ (static_cast<uint64_t>(static_cast<int64_t>(~k) >> 63) | 0x8000000000000000ull);
   double f;
   std::memcpy(&f, &u, 8);
   return f;
@@ -140,12 +143,14 @@ struct Items32 {
   using Scalar = float;
   using Key = uint32_t;
   using Item = uint64_t;
+  static constexpr int kBits = 16;
+  static constexpr int kRadix = 1 << kBits;
   static constexpr int kPasses = 2;
   static GS_ALWAYS_INLINE Item make(Key k, uint32_t p) { return (static_cast<uint64_t>(k) << 32) | p; }
   static GS_ALWAYS_INLINE Key key(Item it) { return static_cast<Key>(it >> 32); }
   static GS_ALWAYS_INLINE uint32_t pay(Item it) { return static_cast<uint32_t>(it); }
   static GS_ALWAYS_INLINE uint32_t digit(Item it, int pass) {
-    return static_cast<uint32_t>(it >> (32 + pass * kDigit)) & (kRadix - 1);
+    return static_cast<uint32_t>(it >> (32 + pass * kBits)) & (kRadix - 1);
   }
 };
 struct Pair64 {
@@ -156,12 +161,14 @@ struct Items64 {
   using Scalar = double;
   using Key = uint64_t;
   using Item = Pair64;
+  static constexpr int kBits = 16;
+  static constexpr int kRadix = 1 << kBits;
   static constexpr int kPasses = 4;
   static GS_ALWAYS_INLINE Item make(Key k, uint32_t p) { return Item{k, p}; }
   static GS_ALWAYS_INLINE Key key(const Item& it) { return it.k; }
   static GS_ALWAYS_INLINE uint32_t pay(const Item& it) { return static_cast<uint32_t>(it.p); }
   static GS_ALWAYS_INLINE uint32_t digit(const Item& it, int pass) {
-    return static_cast<uint32_t>(it.k >> (pass * kDigit)) & (kRadix - 1);
+    return static_cast<uint32_t>(it.k >> (pass * kBits)) & (kRadix - 1);
   }
 };
 
@@ -365,7 +372,7 @@ struct Scratch {
 };
 
 std::vector<uint32_t>* offsets_buffer() {
-  thread_local std::vector<uint32_t> off(kRadix);
+  thread_local std::vector<uint32_t> off(kMaxRadix);
   return &off;
 }
 
@@ -373,12 +380,12 @@ template <class T>
 typename T::Item* radix_sort(typename T::Item* a, typename T::Item* b, int64_t n, uint32_t* hist) {
   using Item = typename T::Item;
   for (int p = 0; p < T::kPasses; ++p) {
-    uint32_t* h = hist + p * kRadix;
+    uint32_t* h = hist + p * T::kRadix;
     if (n == 0 || h[T::digit(a[0], p)] == static_cast<uint32_t>(n)) continue;  // one digit: nothing to do
     std::vector<uint32_t>& offv = *offsets_buffer();
     uint32_t* off = offv.data();
     uint32_t s = 0;
-    for (int d = 0; d < kRadix; ++d) {
+    for (int d = 0; d < T::kRadix; ++d) {
       off[d] = s;
       s += h[d];
     }
@@ -406,14 +413,14 @@ void run_column(const typename T::Scalar* col, const Geometry& G, const double* 
   const int64_t S_all = G.S_all;
   sc.a.resize(S_all);
   sc.b.resize(S_all);
-  sc.hist.assign(static_cast<size_t>(T::kPasses) * kRadix, 0);
+  sc.hist.assign(static_cast<size_t>(T::kPasses) * T::kRadix, 0);
   Item* a = sc.a.data();
   uint32_t* hist = sc.hist.data();
   PhaseClock clk;
   // 1. items and histograms
   auto put = [&](const typename T::Scalar v, uint32_t pay, Item* dst) {
     const Item it = T::make(key_of(v), pay);
-    for (int p = 0; p < T::kPasses; ++p) hist[p * kRadix + T::digit(it, p)]++;
+    for (int p = 0; p < T::kPasses; ++p) hist[p * T::kRadix + T::digit(it, p)]++;
     *dst = it;
   };
   for (int64_t c = 0; c < M; ++c) {
