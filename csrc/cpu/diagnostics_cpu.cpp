@@ -452,10 +452,12 @@ void run_column(const typename T::Scalar* col, const Geometry& G, const double* 
   }
   auto val = [&](int64_t j) { return value_of(T::key(a[j])); };
   // 3. moments and quantiles over all draws
+  // (mean and sd from the column itself: half the bytes of the items, no key decoding)
   if (G.flags & kMoments) {
-    const double mu = sum4(S_all, val) / S_all;
+    auto x = [&](int64_t j) { return static_cast<double>(col[j]); };
+    const double mu = sum4(S_all, x) / S_all;
     const double q = sum4(S_all, [&](int64_t j) {
-      const double e = val(j) - mu;
+      const double e = x(j) - mu;
       return e * e;
     });
     cs[0] = mu;
