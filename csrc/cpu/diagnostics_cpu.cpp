@@ -393,7 +393,7 @@ typename T::Item* radix_sort(typename T::Item* a, typename T::Item* b, int64_t n
       off[d] = s;
       s += h[d];
     }
-    constexpr int64_t kAhead = 16;  // prefetch the destination a few items ahead (random stores miss)
+    constexpr int64_t kAhead = 64;  // prefetch the destination ahead (random stores miss; 64 beat 16 and 40)
     const int64_t nn = n > kAhead ? n - kAhead : 0;
     for (int64_t i = 0; i < nn; ++i) {
       __builtin_prefetch(b + off[T::digit(a[i + kAhead], p)], 1);
@@ -617,7 +617,7 @@ void run_column(const typename T::Scalar* col, const Geometry& G, const double* 
         for (int64_t i = j; i < e; ++i) {
           const uint32_t p = T::pay(a[i]);
           if (bm == 2 || fm == 2) {
-            const uint32_t pn = T::pay(a[std::min(i + 16, S - 1)]);
+            const uint32_t pn = T::pay(a[std::min(i + 64, S - 1)]);
             if (bm == 2) __builtin_prefetch(z + lin(pn), 1);
             if (fm == 2) __builtin_prefetch(zF + lin(pn), 1);
           }
