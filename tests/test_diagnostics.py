@@ -198,6 +198,21 @@ def test_kernel_z_values_equal_torch_ranks(case):
     torch.testing.assert_close(cm[:, :2], out[5].mean(-1), rtol=0, atol=1e-12)
 
 
+@pytest.mark.skipif(not HAS_EXT, reason="gensample._C without the diagnostics kernels")
+@pytest.mark.parametrize("shape", [(2, 64, 7), (3, 51, 6), (1, 40, 4)])
+def test_kernel_columns_equal_single_column_calls(shape):
+    """Every output of a column of x (M, N, D) equals that of x[..., d:d+1] alone: the
+    transpose to columns (4 x 4 SSE blocks when M N % 4 == 0, else scalar; D % 4 != 0
+    leaves a scalar tail) moves each draw to its place."""
+    x = torch.randn(*shape, generator=_gen(77))
+    flags = gd._F_BULK | gd._F_FOLDED | gd._F_ZSTATS | gd._F_IND0 | gd._F_IND1 | gd._F_MOMENTS | gd._F_OUTZ
+    full = torch.ops.gensample.diag_rank_summary(x, 0.1, 0.9, flags, 256, 1024)
+    for d in range(shape[2]):
+        one = torch.ops.gensample.diag_rank_summary(x[..., d:d + 1].contiguous(), 0.1, 0.9, flags, 256, 1024)
+        for a, b in zip(full, one):
+            assert torch.equal(a[d:d + 1].nan_to_num(7.0), b.nan_to_num(7.0)), d
+
+
 def test_constant_entry_matches_arviz(route):
     az = _az()
     x = torch.randn(3, 50, 2, generator=_gen(5), dtype=F64)
