@@ -46,6 +46,8 @@
 #include <cstring>
 #include <ctime>
 #include <limits>
+#include <memory>
+#include <mutex>
 #include <tuple>
 #include <type_traits>
 #include <vector>
@@ -822,6 +824,25 @@ void rank_summary_impl(const at::Tensor& x, const Geometry& G, const double* zta
   parallel_columns<decltype(body), Scratch<T>>(G.D, body);
 }
 
+// Phi^-1((j + 1 - 3/8) / (S + 1/4)), j = 0..S-1; the last table computed is kept.
+std::shared_ptr<const std::vector<double>> z_table(int64_t S) {
+  static std::mutex mu;
+  static std::shared_ptr<const std::vector<double>> last;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (last && static_cast<int64_t>(last->size()) == S) return last;
+  }
+  auto t = std::make_shared<std::vector<double>>(S);
+  const double denom = static_cast<double>(S) + 0.25;
+  double* zt = t->data();
+  at::parallel_for(0, S, 4096, [&](int64_t b, int64_t e) {
+    for (int64_t j = b; j < e; ++j) zt[j] = ::calc_ndtri<double>((static_cast<double>(j + 1) - 0.375) / denom);
+  });
+  std::lock_guard<std::mutex> lock(mu);
+  last = t;
+  return last;
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> diag_rank_summary_cpu(
     const at::Tensor& x, double p0, double p1, int64_t flags, int64_t max_lag_z, int64_t max_lag_ind) {
   TORCH_CHECK(x.device().is_cpu(), kOp, "x must be a CPU tensor");
@@ -859,15 +880,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   at::Tensor zout = (flags & kOutZ) ? at::empty({G.D, (flags & kFoldedAcov) ? 2 : 1, G.M2, G.n}, f64)
                                     : at::empty({0}, f64);
   const auto tz = std::chrono::steady_clock::now();
-  // z of the integer ranks 1..S, shared by all columns
-  std::vector<double> ztab(G.S);
-  {
-    const double denom = static_cast<double>(G.S) + 0.25;
-    double* zt = ztab.data();
-    at::parallel_for(0, G.S, 4096, [&](int64_t b, int64_t e) {
-      for (int64_t j = b; j < e; ++j) zt[j] = ::calc_ndtri<double>((static_cast<double>(j + 1) - 0.375) / denom);
-    });
-  }
+  // z of the integer ranks 1..S, shared by all columns (and by the next call of the same
+  // S: repeated calls, e.g. ess and rhat of one draw set, skip S ndtri evaluations)
+  const std::shared_ptr<const std::vector<double>> ztab_p = z_table(G.S);
+  const std::vector<double>& ztab = *ztab_p;
   double* zo = zout.numel() ? zout.data_ptr<double>() : nullptr;
   const auto t0 = std::chrono::steady_clock::now();
   const double ztab_s = std::chrono::duration<double>(t0 - tz).count();
