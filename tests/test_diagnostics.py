@@ -169,6 +169,50 @@ def test_extension_fallback_rows_are_exercised(monkeypatch):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=0)
 
 
+@pytest.mark.skipif(not HAS_EXT, reason="gensample._C without the diagnostics kernels")
+@pytest.mark.parametrize("case", range(8))
+def test_kernel_z_values_equal_torch_ranks(case):
+    """The kernel's bulk and folded z-values (radix-sorted ranks; folded ranks merged from
+    the two runs about the median, tie groups closed as they end, also across the point
+    where the two merges meet) equal the torch route's (torch.sort, stable re-sort)
+    exactly, and its R-hat chain moments (summed per chain, no scatter) agree with them:
+    few to many tie levels, odd and even draws, skewed, float32 and float64."""
+    g = _gen(900 + case)
+    M, N, levels = [(1, 7, 2), (2, 40, 3), (3, 101, 5), (4, 64, 17), (2, 333, 1000), (5, 50, 4), (2, 9, 1),
+                    (3, 1001, 60)][case]
+    dt = F64 if case % 2 else torch.float32
+    x = torch.randint(0, levels, (M, N, 4), generator=g).to(dt)
+    x[..., 1] = x[..., 1] ** 2 - 3  # skewed about the median
+    x[..., 2] = torch.randn(M, N, generator=g, dtype=dt)  # no ties
+    x[..., 3] = (x[..., 0] - x[..., 0].median()).abs() * torch.where(x[..., 2] > 0, 1.0, -1.0).to(dt)  # symmetric ties
+    out = torch.ops.gensample.diag_rank_summary(x, 0.0, 0.0, gd._F_OUTZ | gd._F_FOLDED | gd._F_ZSTATS, 1, 1)
+    z = out[5]
+    if N % 2:  # the kernel's split chains are (c first half, c second half) pairs; _split's are halves
+        z = z.reshape(4, 2, M, 2, N // 2).transpose(2, 3).reshape(4, 2, 2 * M, N // 2)
+    y, _ = gd._columns(x.to(F64))
+    _, _, zb, zf = gd._rank_parts(y)
+    # (ties: the kernel's calc_ndtri and torch.special.ndtri may differ in the last bit)
+    torch.testing.assert_close(z[:, 0], zb, rtol=0, atol=1e-15)
+    torch.testing.assert_close(z[:, 1], zf, rtol=0, atol=1e-15)
+    cm = gd._Ranked(x, gd._F_ZSTATS).cm  # per-chain sums in sorted order, not the scattered series
+    torch.testing.assert_close(cm[:, :2], out[5].mean(-1), rtol=0, atol=1e-12)
+
+
+@pytest.mark.skipif(not HAS_EXT, reason="gensample._C without the diagnostics kernels")
+@pytest.mark.parametrize("shape", [(2, 64, 7), (3, 51, 6), (1, 40, 4)])
+def test_kernel_columns_equal_single_column_calls(shape):
+    """Every output of a column of x (M, N, D) equals that of x[..., d:d+1] alone: the
+    transpose to columns (4 x 4 SSE blocks when M N % 4 == 0, else scalar; D % 4 != 0
+    leaves a scalar tail) moves each draw to its place."""
+    x = torch.randn(*shape, generator=_gen(77))
+    flags = gd._F_BULK | gd._F_FOLDED | gd._F_ZSTATS | gd._F_IND0 | gd._F_IND1 | gd._F_MOMENTS | gd._F_OUTZ
+    full = torch.ops.gensample.diag_rank_summary(x, 0.1, 0.9, flags, 256, 1024)
+    for d in range(shape[2]):
+        one = torch.ops.gensample.diag_rank_summary(x[..., d:d + 1].contiguous(), 0.1, 0.9, flags, 256, 1024)
+        for a, b in zip(full, one):
+            assert torch.equal(a[d:d + 1].nan_to_num(7.0), b.nan_to_num(7.0)), d
+
+
 def test_constant_entry_matches_arviz(route):
     az = _az()
     x = torch.randn(3, 50, 2, generator=_gen(5), dtype=F64)
