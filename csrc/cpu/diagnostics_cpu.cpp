@@ -658,34 +658,29 @@ void run_column(const typename T::Scalar* col, const Geometry& G, const double* 
     if (outz && bwalk) std::memcpy(zout + d * (folded ? 2 : 1) * S, z, S * sizeof(double));
     if (outz && folded) std::memcpy(zout + (d * 2 + 1) * S, zF, S * sizeof(double));
     clk.tick(kPhBulkWalk);
-    if (bwalk) {
-      if (bscat) {
-        centre_chains(z, M2, n, cm, cv);
-      } else if (single) {  // a constant entry: every z is the same value, exactly
-        std::fill(cm, cm + M2, zavg(0, S - 1));
-        std::fill(cv, cv + M2, 0.0);
+    // Per-chain mean and variance of a z series: centred in place when its values were
+    // scattered (scat), exact for a constant series (one tie group), else finished from
+    // the sums and sums of squares that the walk accumulated.
+    auto chain_moments = [&](bool scat, bool constant, double* zs, double* sum, double* sq) {
+      if (scat) {
+        centre_chains(zs, M2, n, sum, sq);
+      } else if (constant) {
+        std::fill(sum, sum + M2, zavg(0, S - 1));
+        std::fill(sq, sq + M2, 0.0);
       } else {
         for (int64_t c = 0; c < M2; ++c) {
-          const double mu = cm[c] / n;
-          cv[c] = std::max(0.0, (cv[c] - cm[c] * mu) / (n - 1));
-          cm[c] = mu;
+          const double mu = sum[c] / n;
+          sq[c] = std::max(0.0, (sq[c] - sum[c] * mu) / (n - 1));
+          sum[c] = mu;
         }
       }
+    };
+    if (bwalk) {
+      chain_moments(bscat, single, z, cm, cv);
       if (bulk) nl[0] = z_series_acov(z, M2, n, cm, G.lz, ac, sc.acc.data());
     }
     if (fold) {
-      if (fscat) {
-        centre_chains(zF, M2, n, fsum, fsq);
-      } else if (fold_one) {  // one tie group: every folded z is the same value, exactly
-        std::fill(fsum, fsum + M2, zavg(0, S - 1));
-        std::fill(fsq, fsq + M2, 0.0);
-      } else {
-        for (int64_t c = 0; c < M2; ++c) {
-          const double mu = fsum[c] / n;
-          fsq[c] = std::max(0.0, (fsq[c] - fsum[c] * mu) / (n - 1));
-          fsum[c] = mu;
-        }
-      }
+      chain_moments(fscat, fold_one, zF, fsum, fsq);
       if (folded) nl[1] = z_series_acov(zF, M2, n, fsum, G.lz, ac + G.L, sc.acc.data());
     }
     clk.tick(kPhBulkLags);

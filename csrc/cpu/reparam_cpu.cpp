@@ -66,6 +66,17 @@ constexpr int kInterleave = 2;
 template <int K>
 struct Tag {};  // TU-local (anonymous namespace): instantiations get internal linkage
 
+// The last partial group of r < W elements: each non-null input copied, zero-padded,
+// into its pad row, and pointed there.
+template <typename V, int W, int K>
+GS_ALWAYS_INLINE void pad_group(const V* (&in)[K], int64_t r, V (&pad)[K][W]) {
+  for (int a = 0; a < K; ++a) {
+    if (in[a] == nullptr) continue;
+    for (int j = 0; j < W; ++j) pad[a][j] = j < r ? in[a][j] : V(0);
+    in[a] = pad[a];
+  }
+}
+
 template <typename V, int kIsa, bool kPrior>
 GS_ALWAYS_INLINE void kl_terms_impl(const V* GS_RESTRICT mu, const V* GS_RESTRICT lv, const V* GS_RESTRICT pm,
                                     const V* GS_RESTRICT plv, int64_t n, V* GS_RESTRICT terms) {
@@ -78,11 +89,7 @@ GS_ALWAYS_INLINE void kl_terms_impl(const V* GS_RESTRICT mu, const V* GS_RESTRIC
     const V* in[4] = {mu + i, lv + i, kPrior ? pm + i : nullptr, kPrior ? plv + i : nullptr};
     V* o = terms + i;
     if (r < W) {  // last partial group: zero-padded copies in, a copy out
-      for (int a = 0; a < 4; ++a) {
-        if (in[a] == nullptr) continue;
-        for (int j = 0; j < W; ++j) pad[a][j] = j < r ? in[a][j] : V(0);
-        in[a] = pad[a];
-      }
+      pad_group(in, r, pad);
       o = out;
     }
     reparam::kl_term<T>(T::load(in[0]), T::load(in[1]), kPrior ? T::load(in[2]) : zero,
@@ -200,11 +207,7 @@ GS_ALWAYS_INLINE void backward_impl(const V* GS_RESTRICT mu, const V* GS_RESTRIC
                       kGradZ ? dzs + i : nullptr, kGradZ ? dze + i : nullptr, dkl + i};
     V* o[4] = {dmu + i, dlv + i, kPriorGrads ? dpm + i : nullptr, kPriorGrads ? dplv + i : nullptr};
     if (r < W) {  // last partial group: zero-padded copies in, copies out
-      for (int a = 0; a < 7; ++a) {
-        if (in[a] == nullptr) continue;
-        for (int j = 0; j < W; ++j) pad[a][j] = j < r ? in[a][j] : V(0);
-        in[a] = pad[a];
-      }
+      pad_group(in, r, pad);
       for (int a = 0; a < 4; ++a) o[a] = out[a];
     }
     const reparam::Grads<T> g = reparam::backward<T>(
@@ -244,11 +247,7 @@ GS_ALWAYS_INLINE void backward_std_impl(const V* GS_RESTRICT mu, const V* GS_RES
     const V* in[5] = {mu + i, lv + i, kGradZ ? dzs + i : nullptr, kGradZ ? dze + i : nullptr, dkl + i};
     V* o[2] = {dmu + i, dlv + i};
     if (r < W) {  // last partial group: zero-padded copies in, copies out
-      for (int a = 0; a < 5; ++a) {
-        if (in[a] == nullptr) continue;
-        for (int j = 0; j < W; ++j) pad[a][j] = j < r ? in[a][j] : V(0);
-        in[a] = pad[a];
-      }
+      pad_group(in, r, pad);
       o[0] = out[0];
       o[1] = out[1];
     }
