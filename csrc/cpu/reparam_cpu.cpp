@@ -77,6 +77,14 @@ GS_ALWAYS_INLINE void pad_group(const V* (&in)[K], int64_t r, V (&pad)[K][W]) {
   }
 }
 
+// ... and the group's outputs copied from their out rows to the non-null destinations.
+template <typename V, int W, int K>
+GS_ALWAYS_INLINE void unpad_group(V* const (&dst)[K], int64_t r, const V (&out)[K][W]) {
+  for (int a = 0; a < K; ++a)
+    if (dst[a] != nullptr)
+      for (int64_t j = 0; j < r; ++j) dst[a][j] = out[a][j];
+}
+
 template <typename V, int kIsa, bool kPrior>
 GS_ALWAYS_INLINE void kl_terms_impl(const V* GS_RESTRICT mu, const V* GS_RESTRICT lv, const V* GS_RESTRICT pm,
                                     const V* GS_RESTRICT plv, int64_t n, V* GS_RESTRICT terms) {
@@ -205,7 +213,8 @@ GS_ALWAYS_INLINE void backward_impl(const V* GS_RESTRICT mu, const V* GS_RESTRIC
     const int64_t r = std::min<int64_t>(W, n - i);
     const V* in[7] = {mu + i, lv + i, kPrior ? pm + i : nullptr, kPrior ? plv + i : nullptr,
                       kGradZ ? dzs + i : nullptr, kGradZ ? dze + i : nullptr, dkl + i};
-    V* o[4] = {dmu + i, dlv + i, kPriorGrads ? dpm + i : nullptr, kPriorGrads ? dplv + i : nullptr};
+    V* const dst[4] = {dmu + i, dlv + i, kPriorGrads ? dpm + i : nullptr, kPriorGrads ? dplv + i : nullptr};
+    V* o[4] = {dst[0], dst[1], dst[2], dst[3]};
     if (r < W) {  // last partial group: zero-padded copies in, copies out
       pad_group(in, r, pad);
       for (int a = 0; a < 4; ++a) o[a] = out[a];
@@ -219,16 +228,7 @@ GS_ALWAYS_INLINE void backward_impl(const V* GS_RESTRICT mu, const V* GS_RESTRIC
       g.pm.store(o[2]);
       g.plv.store(o[3]);
     }
-    if (r < W) {
-      for (int64_t j = 0; j < r; ++j) {
-        dmu[i + j] = out[0][j];
-        dlv[i + j] = out[1][j];
-        if (kPriorGrads) {
-          dpm[i + j] = out[2][j];
-          dplv[i + j] = out[3][j];
-        }
-      }
-    }
+    if (r < W) unpad_group(dst, r, out);
   }
 }
 
@@ -245,7 +245,8 @@ GS_ALWAYS_INLINE void backward_std_impl(const V* GS_RESTRICT mu, const V* GS_RES
   for (int64_t i = 0; i < n; i += W) {
     const int64_t r = std::min<int64_t>(W, n - i);
     const V* in[5] = {mu + i, lv + i, kGradZ ? dzs + i : nullptr, kGradZ ? dze + i : nullptr, dkl + i};
-    V* o[2] = {dmu + i, dlv + i};
+    V* const dst[2] = {dmu + i, dlv + i};
+    V* o[2] = {dst[0], dst[1]};
     if (r < W) {  // last partial group: zero-padded copies in, copies out
       pad_group(in, r, pad);
       o[0] = out[0];
@@ -256,12 +257,7 @@ GS_ALWAYS_INLINE void backward_std_impl(const V* GS_RESTRICT mu, const V* GS_RES
                                        kGradZ ? T::load(in[3]) : zero, T::load(in[4]));
     g.mu.store(o[0]);
     g.lv.store(o[1]);
-    if (r < W) {
-      for (int64_t j = 0; j < r; ++j) {
-        dmu[i + j] = out[0][j];
-        dlv[i + j] = out[1][j];
-      }
-    }
+    if (r < W) unpad_group(dst, r, out);
   }
 }
 
