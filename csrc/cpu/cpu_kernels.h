@@ -3,8 +3,10 @@
 // * GS_CPU_AVX2_PATH / GS_TARGET_AVX2 / use_avx2(): hot loops are compiled twice,
 //   for AVX2 and for the baseline ISA, and use_avx2() picks one at run time. The
 //   per-element math (csrc/include/gensample/*.h) is inlined into each copy, so it
-//   is vectorized for the CPU that runs it. FMA is never enabled (not part of
-//   "avx2", and -ffp-contract=off), so both copies give the same bits.
+//   is vectorized for the CPU that runs it. The AVX2 copies may use FMA, but only
+//   where a formula asks for it (gs_fma, never in the random stream): the sources
+//   are compiled with -ffp-contract=off, so the stream has the same bits in both
+//   copies and the op formulas agree to a rounding.
 // * Batched stream fills (defined in random_cpu.cpp): elements [start, start + count)
 //   of the uniform / normal stream of (seed, offset), bit-identical to
 //   gensample/random.py.
@@ -22,10 +24,10 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && defined(__linux__) && \
     !defined(GENSAMPLE_NO_AVX2_PATH)
-// Hot loops get an AVX2 copy (functions with __attribute__((target("avx2")))),
+// Hot loops get an AVX2 + FMA copy (functions with __attribute__((target("avx2,fma")))),
 // chosen at run time by use_avx2().
 #define GS_CPU_AVX2_PATH 1
-#define GS_TARGET_AVX2 __attribute__((target("avx2")))
+#define GS_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -43,6 +45,14 @@ namespace cpu {
 // Element i uses counter offset + i / 4 (wrapping mod 2^64), lane i % 4.
 void uniform_fill(uint64_t seed, uint64_t offset, uint64_t start, int64_t count, float* out);
 void normal_fill(uint64_t seed, uint64_t offset, uint64_t start, int64_t count, float* out);
+// out[i] = mu[i] + sd[i] * eps_i (reparam::sample_std; fused in the AVX2 + FMA copy)
+// for the normals eps_i of the same elements, without storing them; with streaming
+// stores (stream_copy's; the caller fences) when stream, out is 32-byte aligned and
+// start a multiple of 8. pf0, pf1 (both or neither): inputs of the caller's next
+// piece of work, prefetched evenly, one 64-byte line per 16 elements each.
+void normal_affine_fill(uint64_t seed, uint64_t offset, uint64_t start, int64_t count, const float* mu,
+                        const float* sd, float* out, bool stream, const float* pf0 = nullptr,
+                        const float* pf1 = nullptr);
 
 // Checks seed (CPU int64 (2,)) and reads (seed, offset) as uint64.
 void read_seed(const at::Tensor& seed, uint64_t& key, uint64_t& offset);
@@ -82,9 +92,10 @@ void stream_copy(const float* src, int64_t n, float* dst);
 void stream_copy(const double* src, int64_t n, double* dst);
 void stream_fence();
 
-// Whether the AVX2 copies of the hot loops run: the CPU has AVX2 and
+// Whether the AVX2 copies of the hot loops run: the CPU has AVX2 and FMA and
 // GENSAMPLE_CPU_NO_AVX2=1 is not set (read once). The other copies are compiled for
-// the baseline ISA and give the same bits (the stream) / the same values.
+// the baseline ISA and give the same bits (the stream) / the same values to a
+// rounding (the op formulas' gs_fma is fused only in the AVX2 copies).
 bool use_avx2();
 // "avx2" or "default", after use_avx2().
 const char* isa_name();
@@ -139,11 +150,37 @@ struct VecOf<double> {
   }
 };
 
+// FmaOf<Tag>: whether Simd values of this Tag fuse gs_fma (Tag::kFma, false if absent).
+template <typename Tag, typename = void>
+struct FmaOf : std::false_type {};
+template <typename Tag>
+struct FmaOf<Tag, std::void_t<decltype(Tag::kFma)>> : std::integral_constant<bool, Tag::kFma> {};
+
+// a * b + c of one 32-byte vector, fused (one rounding) when kFma. Written lane by
+// lane with __builtin_fma(f), which GCC turns into one vfmadd in a function that
+// targets FMA (no intrinsics: this template compiles for any ISA, and only FMA
+// copies instantiate kFma = true).
+GS_ALWAYS_INLINE float fma_lane(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
+GS_ALWAYS_INLINE double fma_lane(double a, double b, double c) { return __builtin_fma(a, b, c); }
+template <bool kFma, typename vec>
+GS_ALWAYS_INLINE vec vfma(vec a, vec b, vec c) {
+  if constexpr (kFma) {
+    constexpr int L = sizeof(vec) / sizeof(a[0]);
+    vec r;
+    _Pragma("GCC unroll 8") for (int k = 0; k < L; ++k) r[k] = fma_lane(a[k], b[k], c[k]);
+    return r;
+  } else {
+    return a * b + c;
+  }
+}
+
 // Tag only makes distinct types: with a TU-local Tag, each instantiation of a
 // header formula gets internal linkage and can have a single call site, which GCC
-// then inlines whatever its size (see reparam_cpu.cpp).
+// then inlines whatever its size (see reparam_cpu.cpp). A Tag with kFma = true (used
+// only by functions that target FMA) makes gs_fma one fused operation.
 template <typename V, int N, typename Tag = void>
 struct Simd {
+  static constexpr bool kFma = FmaOf<Tag>::value;
   using Tr = VecOf<V>;
   using vec = typename Tr::vec;
   static constexpr int kWidth = N * Tr::kLanes;  // elements per value
@@ -189,6 +226,12 @@ struct Simd {
     GS_EACH(i) r.x[i] = -a.x[i];
     return r;
   }
+  // common.h's gs_fma for Simd (found by argument-dependent lookup).
+  GS_ALWAYS_INLINE friend Simd gs_fma(const Simd& a, const Simd& b, const Simd& c) {
+    Simd r;
+    GS_EACH(i) r.x[i] = vfma<kFma>(a.x[i], b.x[i], c.x[i]);
+    return r;
+  }
   // Sum of all elements in a fixed order (vectors first, then lanes pairwise).
   GS_ALWAYS_INLINE V sum() const {
     vec t = x[0];
@@ -200,11 +243,29 @@ struct Simd {
   }
 };
 
+// Whether any lane of a comparison mask is set.
+GS_ALWAYS_INLINE bool any_lane(VecOf<float>::ivec m) {
+  typedef long long v4 __attribute__((vector_size(32)));
+  const v4 w = __builtin_bit_cast(v4, m);
+  return ((w[0] | w[1]) | (w[2] | w[3])) != 0;
+}
+
 namespace fastmath {
 
-// Polynomial part: expm1(r) for |r| <= ln2 / 2 (Taylor series, Estrin's scheme).
+// Polynomial part: expm1(r) for |r| <= ln2 / 2 (Taylor series; Horner's scheme in
+// fused operations with FMA, Estrin's scheme without).
 // float: to r^7, truncation < 1.6e-8 |r|.
+template <bool kFma>
 GS_ALWAYS_INLINE VecOf<float>::vec expm1_poly(VecOf<float>::vec r) {
+  using Tr = VecOf<float>;
+  if constexpr (kFma) {
+    auto p = vfma<true>(Tr::splat(1.0f / 5040.0f), r, Tr::splat(1.0f / 720.0f));
+    p = vfma<true>(p, r, Tr::splat(1.0f / 120.0f));
+    p = vfma<true>(p, r, Tr::splat(1.0f / 24.0f));
+    p = vfma<true>(p, r, Tr::splat(1.0f / 6.0f));
+    p = vfma<true>(p, r, Tr::splat(0.5f));
+    return vfma<true>(r * r, p, r);
+  }
   const auto r2 = r * r;
   const auto r4 = r2 * r2;
   const auto a0 = r * (1.0f / 6.0f) + 0.5f;
@@ -232,6 +293,22 @@ GS_ALWAYS_INLINE VecOf<double>::vec expm1_poly(VecOf<double>::vec r) {
   return r2 * p + r;
 }
 
+// x = n ln2 + r, |r| <= ln2 / 2 (Cody-Waite; fn * C1 exact): n as int32 lanes.
+template <bool kFma>
+GS_ALWAYS_INLINE void reduce_arg(VecOf<float>::vec x, VecOf<float>::ivec& n, VecOf<float>::vec& r) {
+  using Tr = VecOf<float>;
+  const float kShift = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  const auto t = vfma<kFma>(x, Tr::splat(1.44269504088896341f), Tr::splat(kShift));
+  n = __builtin_bit_cast(typename Tr::ivec, t) - Tr::splat_i(0x4B400000);  // bits of kShift
+  const auto fn = t - kShift;
+  if constexpr (kFma) {
+    r = vfma<true>(fn, Tr::splat(-0.693359375f), x);
+    r = vfma<true>(fn, Tr::splat(2.12194440e-4f), r);
+  } else {
+    r = (x - fn * 0.693359375f) - fn * -2.12194440e-4f;
+  }
+}
+
 // x = n ln2 + r (Cody-Waite; fn * C1 exact), q = expm1(r), exp(x) = s1 s2 (1 + q).
 // float: n in [-150, 128] after clamping, split n = n1 + n2 so 2^n1, 2^n2 are
 // normal floats and the scaling underflows / overflows gradually and correctly.
@@ -239,20 +316,14 @@ template <int N, typename Tag>
 GS_ALWAYS_INLINE void reduce(const Simd<float, N, Tag>& xin, Simd<float, N, Tag>& q, Simd<float, N, Tag>& s1,
                              Simd<float, N, Tag>& s2) {
   using Tr = VecOf<float>;
-  typename Tr::vec x[N], fn[N], r[N];
+  typename Tr::vec x[N], r[N];
   typename Tr::ivec n[N];
-  const float kShift = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   GS_EACH(i) {
     x[i] = xin.x[i] < -104.0f ? Tr::splat(-104.0f) : xin.x[i];  // NaN passes through
     x[i] = x[i] > 89.0f ? Tr::splat(89.0f) : x[i];
   }
-  GS_EACH(i) {
-    const auto t = x[i] * 1.44269504088896341f + kShift;
-    n[i] = __builtin_bit_cast(typename Tr::ivec, t) - Tr::splat_i(0x4B400000);  // bits of kShift
-    fn[i] = t - kShift;
-  }
-  GS_EACH(i) r[i] = (x[i] - fn[i] * 0.693359375f) - fn[i] * -2.12194440e-4f;
-  GS_EACH(i) q.x[i] = expm1_poly(r[i]);
+  GS_EACH(i) reduce_arg<Simd<float, N, Tag>::kFma>(x[i], n[i], r[i]);
+  GS_EACH(i) q.x[i] = expm1_poly<Simd<float, N, Tag>::kFma>(r[i]);
   GS_EACH(i) {
     const auto n1 = n[i] >> 1;
     const auto n2 = n[i] - n1;
@@ -348,17 +419,44 @@ GS_ALWAYS_INLINE Simd<double, N, Tag> gs_expm1(const Simd<double, N, Tag>& x) {
 // reduction (n = 0, q = expm1(x / 2)), e * e - 1 otherwise (|x| > ln 2, where the
 // subtraction cancels nothing). Overflow (x > 177 for e, x > 88.7 for expm1) gives
 // +inf and NaN propagates, as in gs_exp / gs_expm1.
+//
+// Where every |x / 2| <= 86 (the common case: checked per value, one branch) the
+// result's exponent is in range and 2^n is added to the exponent bits of 1 + q
+// directly; otherwise the value takes reduce()'s clamped two-factor scaling, which
+// underflows gradually and saturates correctly.
 template <int N, typename Tag>
 GS_ALWAYS_INLINE void gs_exp_half_expm1(const Simd<float, N, Tag>& x, Simd<float, N, Tag>& e_half,
                                         Simd<float, N, Tag>& em1) {
-  Simd<float, N, Tag> h, q, s1, s2;
+  using Tr = VecOf<float>;
+  constexpr bool F = Simd<float, N, Tag>::kFma;
+  Simd<float, N, Tag> h;
   GS_EACH(i) h.x[i] = x.x[i] * 0.5f;
-  fastmath::reduce(h, q, s1, s2);
+  typename Tr::ivec out = Tr::splat_i(0);
   GS_EACH(i) {
-    const auto s = s1.x[i] * s2.x[i];
-    const auto e = ((q.x[i] + 1.0f) * s1.x[i]) * s2.x[i];
+    const auto a = __builtin_bit_cast(typename Tr::vec, __builtin_bit_cast(typename Tr::ivec, h.x[i]) &
+                                                          Tr::splat_i(0x7FFFFFFF));  // |h|
+    out |= ~(a <= 86.0f);  // NaN counts as out of range
+  }
+  if (__builtin_expect(any_lane(out), 0)) {
+    Simd<float, N, Tag> q, s1, s2;
+    fastmath::reduce(h, q, s1, s2);
+    GS_EACH(i) {
+      const auto s = s1.x[i] * s2.x[i];
+      const auto e = ((q.x[i] + 1.0f) * s1.x[i]) * s2.x[i];
+      e_half.x[i] = e;
+      em1.x[i] = s == 1.0f ? q.x[i] * (q.x[i] + 2.0f) : vfma<F>(e, e, Tr::splat(-1.0f));
+    }
+    return;
+  }
+  GS_EACH(i) {
+    typename Tr::ivec n;
+    typename Tr::vec r;
+    fastmath::reduce_arg<F>(h.x[i], n, r);
+    const auto q = fastmath::expm1_poly<F>(r);
+    const auto e = __builtin_bit_cast(typename Tr::vec,
+                                      __builtin_bit_cast(typename Tr::ivec, q + 1.0f) + (n << 23));  // (1 + q) 2^n
     e_half.x[i] = e;
-    em1.x[i] = s == 1.0f ? q.x[i] * (q.x[i] + 2.0f) : e * e - 1.0f;
+    em1.x[i] = n == 0 ? vfma<F>(q, q, q + q) : vfma<F>(e, e, Tr::splat(-1.0f));
   }
 }
 

@@ -13,7 +13,9 @@
 //   dependency chain at a time, so both are written with intrinsics below, mirroring
 //   the header operation for operation (same constants, same rounding order, no
 //   FMA). tests/test_cpu_backend.py checks the AVX2 path bit for bit against the
-//   generic one and against random.py.
+//   generic one and against random.py. The blocks hand their values, 8 at a time and
+//   still in registers, to a sink: a plain store, or z = mu + sd eps for the reparam
+//   forward (normal_affine_fill), so those normals never make a trip through memory.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -91,28 +93,40 @@ GS_ALWAYS_INLINE void normal_block(uint32_t k0, uint32_t k1, uint64_t n0, float*
   }
 }
 
-// Copies the part of a block [e0, e0 + len) that lies in [start, end) to out.
-GS_ALWAYS_INLINE void copy_part(const float* tmp, uint64_t e0, uint64_t len, uint64_t start, uint64_t end,
-                                float* out) {
-  const uint64_t lo = std::max(e0, start), hi = std::min(e0 + len, end);
-  for (uint64_t e = lo; e < hi; ++e) out[e - start] = tmp[e - e0];
-}
+// Where a fill's values go. Plain: out[i] = x_i. Affine: out[i] = mu[i] + sd[i] x_i
+// (reparam::sample_std, fused in the AVX2 + FMA copy; optionally with streaming
+// stores there). i counts from the fill's first element.
+struct PlainOut {
+  float* out;
+  GS_ALWAYS_INLINE void put(const float* x, int64_t i, int64_t n) const {
+    for (int64_t j = 0; j < n; ++j) out[i + j] = x[j];
+  }
+};
+template <bool kFused>
+struct AffineOut {
+  const float* mu;
+  const float* sd;
+  float* out;
+  GS_ALWAYS_INLINE void put(const float* x, int64_t i, int64_t n) const {
+    for (int64_t j = 0; j < n; ++j)
+      out[i + j] = kFused ? __builtin_fmaf(sd[i + j], x[j], mu[i + j]) : mu[i + j] + sd[i + j] * x[j];
+  }
+};
 
-template <bool kNormal>
-void fill_generic(uint64_t seed, uint64_t offset, uint64_t start, int64_t count, float* out) {
+template <bool kNormal, typename Out>
+void fill_generic(uint64_t seed, uint64_t offset, uint64_t start, int64_t count, const Out& out) {
   if (count <= 0) return;
   const uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
   const uint64_t end = start + static_cast<uint64_t>(count);  // element indices [start, end)
   alignas(64) float tmp[4 * kGenBlock];
   for (uint64_t c = start >> 2; (c << 2) < end; c += kGenBlock) {  // c: counter relative to offset
     const uint64_t e0 = c << 2;
-    const bool whole = e0 >= start && e0 + 4 * kGenBlock <= end;
-    float* dst = whole ? out + (e0 - start) : tmp;
     if (kNormal)
-      normal_block(k0, k1, offset + c, dst);
+      normal_block(k0, k1, offset + c, tmp);
     else
-      uniform_block(k0, k1, offset + c, dst);
-    if (!whole) copy_part(tmp, e0, 4 * kGenBlock, start, end, out);
+      uniform_block(k0, k1, offset + c, tmp);
+    const uint64_t lo = std::max(e0, start), hi = std::min(e0 + 4 * kGenBlock, end);
+    out.put(tmp + (lo - e0), static_cast<int64_t>(lo - start), static_cast<int64_t>(hi - lo));
   }
 }
 
@@ -259,9 +273,8 @@ GS_AVX2 GS_ALWAYS_INLINE void box_muller_avx2(const I8<N>& a, const I8<N>& b, F8
     const __m256 small = _mm256_cmp_ps(m.v[i], _mm256_set1_ps(0.70710678118654752440f), _CMP_LT_OQ);
     // e - 1 where small: adding the all-ones mask subtracts 1.
     e.v[i] = _mm256_add_epi32(e.v[i], _mm256_castps_si256(small));
-    const __m256 m2 = _mm256_sub_ps(_mm256_add_ps(m.v[i], m.v[i]), _mm256_set1_ps(1.0f));
-    const __m256 m1 = _mm256_sub_ps(m.v[i], _mm256_set1_ps(1.0f));
-    m.v[i] = _mm256_blendv_ps(m1, m2, small);
+    // (small ? m + m : m) - 1: the header's (m + m) - 1 and m - 1 (both exact) in one subtraction.
+    m.v[i] = _mm256_sub_ps(_mm256_blendv_ps(m.v[i], _mm256_add_ps(m.v[i], m.v[i]), small), _mm256_set1_ps(1.0f));
   }
   const F8<N> z = fmul(m, m);
   F8<N> y;
@@ -302,17 +315,17 @@ GS_AVX2 GS_ALWAYS_INLINE void box_muller_avx2(const I8<N>& a, const I8<N>& b, F8
   cs = fsub(cs, fmul(zz, 0.5f));
   cs = fadd(cs, 1.0f);
   GS_FOR {
-    const __m256i q = _mm256_srli_epi32(b.v[i], 30);
-    // odd quadrant: swap cos and sin (blend on bit 31 of q << 31)
-    const __m256 odd = _mm256_castsi256_ps(_mm256_slli_epi32(q, 31));
+    // Quadrant q = b >> 30, read from the bits of b where they are needed.
+    // odd quadrant (bit 30 of b): swap cos and sin (blend on the sign bit of b << 1)
+    const __m256 odd = _mm256_castsi256_ps(_mm256_slli_epi32(b.v[i], 1));
     const __m256 c0 = _mm256_blendv_ps(cs.v[i], sn.v[i], odd);
     const __m256 s0 = _mm256_blendv_ps(sn.v[i], cs.v[i], odd);
-    // negate cos where (q + 1) & 2, sin where q & 2: flip the sign bit (exact)
-    const __m256i cneg = _mm256_slli_epi32(_mm256_add_epi32(q, _mm256_set1_epi32(1)), 30);
-    const __m256i sneg = _mm256_slli_epi32(q, 30);
+    // negate cos where (q + 1) & 2 (bit 31 of b + 2^30), sin where q & 2 (bit 31 of b):
+    // flip the sign bit (exact)
     const __m256i sign = _mm256_set1_epi32(static_cast<int>(0x80000000u));
+    const __m256i cneg = _mm256_add_epi32(b.v[i], _mm256_set1_epi32(0x40000000));
     const __m256 c = _mm256_xor_ps(c0, _mm256_castsi256_ps(_mm256_and_si256(cneg, sign)));
-    const __m256 sv = _mm256_xor_ps(s0, _mm256_castsi256_ps(_mm256_and_si256(sneg, sign)));
+    const __m256 sv = _mm256_xor_ps(s0, _mm256_castsi256_ps(_mm256_and_si256(b.v[i], sign)));
     z0.v[i] = _mm256_mul_ps(r.v[i], c);
     z1.v[i] = _mm256_mul_ps(r.v[i], sv);
   }
@@ -340,10 +353,46 @@ GS_AVX2 GS_ALWAYS_INLINE void philox_block_avx2(const __m256i* keys0, const __m2
   for (int g = 0; g < V; g += G) philox_avx2<G>(keys0, keys1, n0 + 4 * g, st + g);
 }
 
+// Sinks of the blocks: put(k, v) takes the 8 values of elements k .. k + 7 of the
+// block; at(e) is the sink shifted by e elements. PlainSink stores them; AffineSink
+// stores mu + sd v (reparam::sample_std, fused), with streaming stores when
+// kStream (the caller guarantees 32-byte alignment and fences), and, when kPrefetch,
+// prefetches element k of pf0 and pf1 once per 64-byte line: the caller's next inputs,
+// requested evenly while the generator keeps the core busy (the hardware prefetchers
+// see no accesses to those streams in the meantime, and a burst of software
+// prefetches stalls on the fill buffers).
+struct PlainSink {
+  float* out;
+  GS_AVX2 GS_ALWAYS_INLINE void put(int64_t k, __m256 v) const { _mm256_storeu_ps(out + k, v); }
+  PlainSink at(int64_t e) const { return {out + e}; }
+};
+template <bool kStream, bool kPrefetch>
+struct AffineSink {
+  const float* mu;
+  const float* sd;
+  float* out;
+  const float* pf0;
+  const float* pf1;
+  GS_AVX2 GS_ALWAYS_INLINE void put(int64_t k, __m256 v) const {
+    const __m256 z = _mm256_fmadd_ps(_mm256_loadu_ps(sd + k), v, _mm256_loadu_ps(mu + k));
+    if (kStream)
+      _mm256_stream_ps(out + k, z);
+    else
+      _mm256_storeu_ps(out + k, z);
+    if (kPrefetch && (k & 15) == 0) {
+      __builtin_prefetch(pf0 + k, 0, 3);
+      __builtin_prefetch(pf1 + k, 0, 3);
+    }
+  }
+  AffineSink at(int64_t e) const {
+    return {mu + e, sd + e, out + e, kPrefetch ? pf0 + e : pf0, kPrefetch ? pf1 + e : pf1};
+  }
+};
+
 // 16 V uniforms of the counters n0 .. n0 + 4 V - 1, in stream order.
-template <int V>
+template <int V, typename Sink>
 GS_AVX2 GS_ALWAYS_INLINE void uniform_block_avx2(const __m256i* keys0, const __m256i* keys1, uint64_t n0,
-                                                 float* GS_RESTRICT out) {
+                                                 const Sink& out) {
   PhiloxV st[V];
   philox_block_avx2<V>(keys0, keys1, n0, st);
   const __m256 scale = _mm256_set1_ps(kTwoPowM24);
@@ -357,15 +406,15 @@ GS_AVX2 GS_ALWAYS_INLINE void uniform_block_avx2(const __m256i* keys0, const __m
     const __m256i x0 = _mm256_permute2x128_si256(lo, hi, 0x20);
     const __m256i x1 = _mm256_permute2x128_si256(lo, hi, 0x31);
     // uniform_from_bits: float(int32(w >> 8)) * 2^-24, exact.
-    _mm256_storeu_ps(out + 16 * v, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(x0, 8)), scale));
-    _mm256_storeu_ps(out + 16 * v + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(x1, 8)), scale));
+    out.put(16 * v, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(x0, 8)), scale));
+    out.put(16 * v + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(x1, 8)), scale));
   }
 }
 
 // 16 V normals of the counters n0 .. n0 + 4 V - 1, in stream order.
-template <int V>
+template <int V, typename Sink>
 GS_AVX2 GS_ALWAYS_INLINE void normal_block_avx2(const __m256i* keys0, const __m256i* keys1, uint64_t n0,
-                                                float* GS_RESTRICT out) {
+                                                const Sink& out) {
   PhiloxV st[V];
   philox_block_avx2<V>(keys0, keys1, n0, st);
   constexpr int B = V < kBoxG ? V : kBoxG;
@@ -385,32 +434,44 @@ GS_AVX2 GS_ALWAYS_INLINE void normal_block_avx2(const __m256i* keys0, const __m2
     for (int i = 0; i < B; ++i) {
       const __m256 lo = _mm256_unpacklo_ps(zc.v[i], zs.v[i]);  // (z0 z1 z2 z3) of counters 0 | 2
       const __m256 hi = _mm256_unpackhi_ps(zc.v[i], zs.v[i]);  // counters 1 | 3
-      _mm256_storeu_ps(out + 16 * (g + i), _mm256_permute2f128_ps(lo, hi, 0x20));
-      _mm256_storeu_ps(out + 16 * (g + i) + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+      out.put(16 * (g + i), _mm256_permute2f128_ps(lo, hi, 0x20));
+      out.put(16 * (g + i) + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
     }
   }
 }
 
-template <bool kNormal>
-GS_AVX2 void fill_avx2(uint64_t seed, uint64_t offset, uint64_t start, int64_t count, float* out) {
+// A partial block of 4 counters c .. c + 3: generated into a buffer, its part in
+// [start, end) to out.
+template <bool kNormal, typename Out>
+GS_AVX2 GS_ALWAYS_INLINE void partial_avx2(const __m256i* keys0, const __m256i* keys1, uint64_t offset, uint64_t c,
+                                           uint64_t start, uint64_t end, const Out& out) {
+  alignas(32) float tmp[16];
+  if (kNormal)
+    normal_block_avx2<1>(keys0, keys1, offset + c, PlainSink{tmp});
+  else
+    uniform_block_avx2<1>(keys0, keys1, offset + c, PlainSink{tmp});
+  const uint64_t e0 = c << 2, lo = std::max(e0, start), hi = std::min(e0 + 16, end);
+  out.put(tmp + (lo - e0), static_cast<int64_t>(lo - start), static_cast<int64_t>(hi - lo));
+}
+
+// Elements [start, start + count) of the stream into sink (whole blocks) / out (the
+// partial blocks at the ends, through a buffer).
+template <bool kNormal, typename Sink, typename Out>
+GS_AVX2 GS_ALWAYS_INLINE void fill_avx2(uint64_t seed, uint64_t offset, uint64_t start, int64_t count,
+                                        const Sink& sink, const Out& out) {
   if (count <= 0) return;
   __m256i keys0[10], keys1[10];
   round_keys_avx2(static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32), keys0, keys1);
   const uint64_t end = start + static_cast<uint64_t>(count);  // element indices [start, end)
   const uint64_t c_end = (end + 3) >> 2;                       // one past the last counter
-  alignas(32) float tmp[16];
   uint64_t c = start >> 2;  // counter relative to offset
   if ((start & 3) != 0) {   // partial first counter group
-    if (kNormal)
-      normal_block_avx2<1>(keys0, keys1, offset + c, tmp);
-    else
-      uniform_block_avx2<1>(keys0, keys1, offset + c, tmp);
-    copy_part(tmp, c << 2, 16, start, end, out);
+    partial_avx2<kNormal>(keys0, keys1, offset, c, start, end, out);
     c += 4;
   }
   // Bulk: whole blocks of 4 kMainV counters.
   while (c + 4 * kMainV <= c_end && ((c + 4 * kMainV) << 2) <= end) {
-    float* dst = out + ((c << 2) - start);
+    const Sink dst = sink.at(static_cast<int64_t>((c << 2) - start));
     if (kNormal)
       normal_block_avx2<kMainV>(keys0, keys1, offset + c, dst);
     else
@@ -419,24 +480,39 @@ GS_AVX2 void fill_avx2(uint64_t seed, uint64_t offset, uint64_t start, int64_t c
   }
   // Tail: 4 counters at a time.
   while ((c << 2) < end) {
-    const bool whole = ((c + 4) << 2) <= end;
-    float* dst = whole ? out + ((c << 2) - start) : tmp;
-    if (kNormal)
-      normal_block_avx2<1>(keys0, keys1, offset + c, dst);
-    else
-      uniform_block_avx2<1>(keys0, keys1, offset + c, dst);
-    if (!whole) copy_part(tmp, c << 2, 16, start, end, out);
+    if (((c + 4) << 2) <= end) {
+      const Sink dst = sink.at(static_cast<int64_t>((c << 2) - start));
+      if (kNormal)
+        normal_block_avx2<1>(keys0, keys1, offset + c, dst);
+      else
+        uniform_block_avx2<1>(keys0, keys1, offset + c, dst);
+    } else {
+      partial_avx2<kNormal>(keys0, keys1, offset, c, start, end, out);
+    }
     c += 4;
   }
 }
 
+template <bool kNormal>
+GS_AVX2 void plain_fill_avx2(uint64_t seed, uint64_t offset, uint64_t start, int64_t count, float* out) {
+  fill_avx2<kNormal>(seed, offset, start, count, PlainSink{out}, PlainOut{out});
+}
+
+template <bool kStream, bool kPrefetch>
+GS_AVX2 void affine_fill_avx2(uint64_t seed, uint64_t offset, uint64_t start, int64_t count, const float* mu,
+                              const float* sd, float* out, const float* pf0, const float* pf1) {
+  fill_avx2<true>(seed, offset, start, count, AffineSink<kStream, kPrefetch>{mu, sd, out, pf0, pf1},
+                  AffineOut<true>{mu, sd, out});
+}
+
+#undef GS_AVX2
 #endif  // GS_CPU_AVX2_PATH
 
 }  // namespace
 
 bool use_avx2() {
 #if defined(GS_CPU_AVX2_PATH)
-  static const bool yes = __builtin_cpu_supports("avx2") && std::getenv("GENSAMPLE_CPU_NO_AVX2") == nullptr;
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && std::getenv("GENSAMPLE_CPU_NO_AVX2") == nullptr;
   return yes;
 #else
   return false;
@@ -445,16 +521,35 @@ bool use_avx2() {
 
 void uniform_fill(uint64_t seed, uint64_t offset, uint64_t start, int64_t count, float* out) {
 #if defined(GS_CPU_AVX2_PATH)
-  if (use_avx2()) return fill_avx2<false>(seed, offset, start, count, out);
+  if (use_avx2()) return plain_fill_avx2<false>(seed, offset, start, count, out);
 #endif
-  fill_generic<false>(seed, offset, start, count, out);
+  fill_generic<false>(seed, offset, start, count, PlainOut{out});
 }
 
 void normal_fill(uint64_t seed, uint64_t offset, uint64_t start, int64_t count, float* out) {
 #if defined(GS_CPU_AVX2_PATH)
-  if (use_avx2()) return fill_avx2<true>(seed, offset, start, count, out);
+  if (use_avx2()) return plain_fill_avx2<true>(seed, offset, start, count, out);
 #endif
-  fill_generic<true>(seed, offset, start, count, out);
+  fill_generic<true>(seed, offset, start, count, PlainOut{out});
+}
+
+void normal_affine_fill(uint64_t seed, uint64_t offset, uint64_t start, int64_t count, const float* mu,
+                        const float* sd, float* out, bool stream, const float* pf0, const float* pf1) {
+#if defined(GS_CPU_AVX2_PATH)
+  if (use_avx2()) {
+    // Streaming stores need 32-byte aligned whole blocks: out aligned, start a multiple of 8.
+    stream = stream && reinterpret_cast<uintptr_t>(out) % 32 == 0 && start % 8 == 0;
+    if (pf0 != nullptr)
+      return stream ? affine_fill_avx2<true, true>(seed, offset, start, count, mu, sd, out, pf0, pf1)
+                    : affine_fill_avx2<false, true>(seed, offset, start, count, mu, sd, out, pf0, pf1);
+    return stream ? affine_fill_avx2<true, false>(seed, offset, start, count, mu, sd, out, pf0, pf1)
+                  : affine_fill_avx2<false, false>(seed, offset, start, count, mu, sd, out, pf0, pf1);
+  }
+#endif
+  (void)stream;
+  (void)pf0;
+  (void)pf1;
+  fill_generic<true>(seed, offset, start, count, AffineOut<false>{mu, sd, out});
 }
 
 const char* isa_name() { return use_avx2() ? "avx2" : "default"; }

@@ -63,8 +63,11 @@ constexpr int kInterleave = 2;
 // same call with zero-padded copies): GCC inlines a function called once whatever
 // its size, and otherwise leaves these formulas out of line in some variants (5x
 // slower).
-template <int K>
-struct Tag {};  // TU-local (anonymous namespace): instantiations get internal linkage
+// kIsa 1 (the AVX2 + FMA copies) fuses the formulas' gs_fma.
+template <int K, int kIsa>
+struct Tag {  // TU-local (anonymous namespace): instantiations get internal linkage
+  static constexpr bool kFma = kIsa == 1;
+};
 
 // The last partial group of r < W elements: each non-null input copied, zero-padded,
 // into its pad row, and pointed there.
@@ -88,7 +91,7 @@ GS_ALWAYS_INLINE void unpad_group(V* const (&dst)[K], int64_t r, const V (&out)[
 template <typename V, int kIsa, bool kPrior>
 GS_ALWAYS_INLINE void kl_terms_impl(const V* GS_RESTRICT mu, const V* GS_RESTRICT lv, const V* GS_RESTRICT pm,
                                     const V* GS_RESTRICT plv, int64_t n, V* GS_RESTRICT terms) {
-  using T = Simd<V, kInterleave, Tag<2 * kIsa + (kPrior ? 1 : 0)>>;
+  using T = Simd<V, kInterleave, Tag<kPrior ? 1 : 0, kIsa>>;
   constexpr int W = T::kWidth;
   const T zero(0.0);
   alignas(64) V pad[4][W], out[W];
@@ -111,7 +114,7 @@ GS_ALWAYS_INLINE void kl_terms_impl(const V* GS_RESTRICT mu, const V* GS_RESTRIC
 template <typename V, int kIsa>
 GS_ALWAYS_INLINE void sample_impl(const V* GS_RESTRICT mu, const V* GS_RESTRICT lv, const float* GS_RESTRICT eps,
                                   int64_t n, V* GS_RESTRICT z) {
-  using T = Simd<V, kInterleave, Tag<kIsa>>;
+  using T = Simd<V, kInterleave, Tag<2, kIsa>>;
   constexpr int W = T::kWidth;
   alignas(64) V pm[W], pl[W], out[W];
   alignas(64) float pe[W];
@@ -144,7 +147,7 @@ GS_ALWAYS_INLINE void sample_impl(const V* GS_RESTRICT mu, const V* GS_RESTRICT 
 template <typename V, int kIsa>
 GS_ALWAYS_INLINE void std_kl_impl(const V* GS_RESTRICT mu, const V* GS_RESTRICT lv, int64_t n, V* GS_RESTRICT sd,
                                   V* GS_RESTRICT terms) {
-  using T = Simd<V, kInterleave, Tag<16 + kIsa>>;
+  using T = Simd<V, kInterleave, Tag<3, kIsa>>;
   constexpr int W = T::kWidth;
   alignas(64) V pm[W], pl[W], o_sd[W], o_t[W];
   for (int64_t i = 0; i < n; i += W) {
@@ -176,10 +179,34 @@ GS_ALWAYS_INLINE void std_kl_impl(const V* GS_RESTRICT mu, const V* GS_RESTRICT 
 }
 
 // z[i] = reparam::sample_std(mu[i], sd[i], eps[i]).
-template <typename V>
+template <typename V, int kIsa>
 GS_ALWAYS_INLINE void sample_from_std_impl(const V* GS_RESTRICT mu, const V* GS_RESTRICT sd,
                                            const float* GS_RESTRICT eps, int64_t n, V* GS_RESTRICT z) {
-  for (int64_t i = 0; i < n; ++i) z[i] = reparam::sample_std<V>(mu[i], sd[i], static_cast<V>(eps[i]));
+  using T = Simd<V, kInterleave, Tag<6, kIsa>>;
+  constexpr int W = T::kWidth;
+  alignas(64) V pm[W], ps[W], out[W];
+  alignas(64) float pe[W];
+  for (int64_t i = 0; i < n; i += W) {
+    const int64_t r = std::min<int64_t>(W, n - i);
+    const V* m = mu + i;
+    const V* sv = sd + i;
+    const float* e = eps + i;
+    V* o = z + i;
+    if (r < W) {  // last partial group: zero-padded copies in, a copy out
+      for (int j = 0; j < W; ++j) {
+        pm[j] = j < r ? m[j] : V(0);
+        ps[j] = j < r ? sv[j] : V(0);
+        pe[j] = j < r ? e[j] : 0.0f;
+      }
+      m = pm;
+      sv = ps;
+      e = pe;
+      o = out;
+    }
+    reparam::sample_std<T>(T::load(m), T::load(sv), T::load_f32(e)).store(o);
+    if (r < W)
+      for (int64_t j = 0; j < r; ++j) z[i + j] = out[j];
+  }
 }
 
 // dzs (+)= gz, dze (+)= gz * eps.
@@ -205,7 +232,7 @@ GS_ALWAYS_INLINE void backward_impl(const V* GS_RESTRICT mu, const V* GS_RESTRIC
                                     const V* GS_RESTRICT dze, const V* GS_RESTRICT dkl, int64_t n,
                                     V* GS_RESTRICT dmu, V* GS_RESTRICT dlv, V* GS_RESTRICT dpm,
                                     V* GS_RESTRICT dplv) {
-  using T = Simd<V, kInterleave, Tag<8 * kIsa + (kPrior ? 4 : 0) + (kGradZ ? 2 : 0) + (kPriorGrads ? 1 : 0)>>;
+  using T = Simd<V, kInterleave, Tag<8 + (kPrior ? 4 : 0) + (kGradZ ? 2 : 0) + (kPriorGrads ? 1 : 0), kIsa>>;
   constexpr int W = T::kWidth;
   const T zero(0.0);
   alignas(64) V pad[7][W], out[4][W];
@@ -238,7 +265,7 @@ template <typename V, int kIsa, bool kGradZ>
 GS_ALWAYS_INLINE void backward_std_impl(const V* GS_RESTRICT mu, const V* GS_RESTRICT lv, const V* GS_RESTRICT dzs,
                                         const V* GS_RESTRICT dze, const V* GS_RESTRICT dkl, int64_t n,
                                         V* GS_RESTRICT dmu, V* GS_RESTRICT dlv) {
-  using T = Simd<V, kInterleave, Tag<20 + 2 * kIsa + (kGradZ ? 1 : 0)>>;
+  using T = Simd<V, kInterleave, Tag<4 + (kGradZ ? 1 : 0), kIsa>>;
   constexpr int W = T::kWidth;
   const T zero(0.0);
   alignas(64) V pad[5][W], out[2][W];
@@ -288,7 +315,7 @@ GS_ALWAYS_INLINE void backward_std_impl(const V* GS_RESTRICT mu, const V* GS_RES
   template <typename V>                                                                                              \
   ATTR __attribute__((flatten, noinline)) void sample_from_std##SFX(const V* mu, const V* sd, const float* eps,       \
                                                                     int64_t n, V* z) {                               \
-    sample_from_std_impl<V>(mu, sd, eps, n, z);                                                                      \
+    sample_from_std_impl<V, ISA>(mu, sd, eps, n, z);                                                                      \
   }                                                                                                                  \
   template <typename V, bool G>                                                                                      \
   ATTR __attribute__((flatten, noinline)) void backward_std##SFX(const V* mu, const V* lv, const V* dzs,             \
@@ -563,6 +590,7 @@ void fwd_kernel(const at::Tensor& mu_t, const at::Tensor& lv_t, const std::optio
   // Large fp32/fp64 outputs: z goes through an L1 buffer and streaming stores.
   constexpr bool kSame = std::is_same<scalar_t, V>::value;
   const bool stream = kSame && stream_outputs(static_cast<size_t>(S * plane) * sizeof(V));
+  const bool plane_mu = mu.s1 == 1 && mu.s0 == D, plane_lv = lv.s1 == 1 && lv.s0 == D;
 
   at::parallel_for(0, U.count, unit_grain(U, S), [&](int64_t u0, int64_t u1) {
     alignas(64) V b_mu[kTile], b_lv[kTile], b_pm[kTile], b_plv[kTile], b_z[kTile], b_kl[kTile], b_sd[kTile];
@@ -592,6 +620,17 @@ void fwd_kernel(const at::Tensor& mu_t, const at::Tensor& lv_t, const std::optio
       // z[s, plane P0 .. P0 + L) = mu + exp(lv / 2) * eps, eps = normal elements s * R * D + P0 + i.
       for (int64_t s = 0; s < S; ++s) {
         const int64_t base = s * plane + P0;
+        if constexpr (std::is_same<scalar_t, float>::value) {
+          if (!prior) {  // fp32, standard prior: z straight from the generator's registers
+            // Contiguous (R, D) planes: the next unit's mu and lv are prefetched meanwhile.
+            const bool pf = s == 0 && u + 1 < u1 && plane_mu && plane_lv;
+            const int64_t next = P0 + L;  // the next unit's plane index (units tile the plane)
+            normal_affine_fill(key, offset, static_cast<uint64_t>(base), L, m, b_sd, z + base, stream,
+                               pf ? reinterpret_cast<const float*>(mu.p) + next : nullptr,
+                               pf ? reinterpret_cast<const float*>(lv.p) + next : nullptr);
+            continue;
+          }
+        }
         normal_fill(key, offset, static_cast<uint64_t>(base), L, eps);
         V* zo = kSame && !stream ? reinterpret_cast<V*>(z + base) : b_z;
         if (prior)

@@ -18,6 +18,12 @@
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define GS_HOST_DEVICE __host__ __device__ __forceinline__
 #define GS_DEVICE_CODE 1
+#elif defined(__GNUC__) || defined(__clang__)
+// Always inlined on the host as well: the CPU kernels instantiate these formulas with
+// vector types inside functions compiled for AVX2 (csrc/cpu/cpu_kernels.h), where an
+// out-of-line copy would be compiled for the baseline ISA and pass its 32-byte
+// vectors with another ABI.
+#define GS_HOST_DEVICE inline __attribute__((always_inline))
 #else
 #define GS_HOST_DEVICE inline
 #endif
@@ -96,6 +102,14 @@ GS_HOST_DEVICE T gs_expm1(T x) {
 #else
   return std::expm1(x);
 #endif
+}
+
+// a * b + c in the (non-random) op formulas, where a backend may fuse it into one
+// rounding: the CPU vector kernels do on CPUs with FMA (csrc/cpu/cpu_kernels.h), nvcc
+// contracts it by default. The random-number transforms never use it.
+template <typename T>
+GS_HOST_DEVICE T gs_fma(T a, T b, T c) {
+  return a * b + c;
 }
 
 // exp(x / 2) and expm1(x) of one x: a Gaussian's standard deviation and the

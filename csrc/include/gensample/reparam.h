@@ -24,7 +24,7 @@ namespace reparam {
 // z from the standard deviation std = exp(lv / 2).
 template <typename T>
 GS_HOST_DEVICE T sample_std(T mu, T std, T eps) {
-  return mu + std * eps;
+  return gs_fma(std, eps, mu);
 }
 
 template <typename T>
@@ -47,7 +47,7 @@ template <typename T>
 GS_HOST_DEVICE void std_and_kl_term(T mu, T lv, T& std, T& term) {
   T em1;
   gs_exp_half_expm1(lv, std, em1);
-  term = T(0.5) * (em1 - lv + mu * mu);
+  term = T(0.5) * gs_fma(mu, mu, em1 - lv);
 }
 
 // Gradients of one element given upstream dz_sum_eps = sum_s dz_s * eps_s,
