@@ -14,10 +14,13 @@
 //   (gensample/reparam.h) on many elements at once, with a vectorizable exp/expm1.
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
 
+#include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 
 #include "gensample/common.h"
@@ -53,6 +56,22 @@ void normal_fill(uint64_t seed, uint64_t offset, uint64_t start, int64_t count, 
 void normal_affine_fill(uint64_t seed, uint64_t offset, uint64_t start, int64_t count, const float* mu,
                         const float* sd, float* out, bool stream, const float* pf0 = nullptr,
                         const float* pf1 = nullptr);
+
+// f(begin, end) over [0, count) in pieces of `chunk` that the threads take from a
+// shared counter: a thread that is descheduled or slowed (a busy machine, a neighbour
+// on the host) does not hold the others up, as at::parallel_for's one contiguous range
+// per thread would. Callers' results must not depend on which thread runs a piece.
+template <typename F>
+void parallel_chunks(int64_t count, int64_t chunk, const F& f) {
+  if (count <= 0) return;
+  chunk = std::max<int64_t>(1, chunk);
+  const int64_t pieces = (count + chunk - 1) / chunk;
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, std::min<int64_t>(at::get_num_threads(), pieces), 1, [&](int64_t, int64_t) {
+    for (int64_t p = next.fetch_add(1); p < pieces; p = next.fetch_add(1))
+      f(p * chunk, std::min(count, (p + 1) * chunk));
+  });
+}
 
 // Checks seed (CPU int64 (2,)) and reads (seed, offset) as uint64.
 void read_seed(const at::Tensor& seed, uint64_t& key, uint64_t& offset);
@@ -247,7 +266,8 @@ struct Simd {
 GS_ALWAYS_INLINE bool any_lane(VecOf<float>::ivec m) {
   typedef long long v4 __attribute__((vector_size(32)));
   const v4 w = __builtin_bit_cast(v4, m);
-  return ((w[0] | w[1]) | (w[2] | w[3])) != 0;
+  const v4 t = w | __builtin_shufflevector(w, w, 2, 3, 0, 1);  // halves folded: vpermq + vpor with AVX2
+  return (t[0] | t[1]) != 0;
 }
 
 namespace fastmath {

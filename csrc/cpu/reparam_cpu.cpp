@@ -9,10 +9,12 @@
 // One pass over memory: the (R, D) plane is cut into units of at most kTile
 // elements (a chunk of one row, or whole rows when D is small); a unit's inputs are
 // gathered (any strides, any dtype -> opmath) into L1 buffers, its eps generated
-// into an L1 buffer per sample, and its outputs written once. KL row sums are
+// into an L1 buffer per sample (fp32 with the standard prior: z = mu + std eps
+// straight from the generator's registers, normal_affine_fill), and its outputs
+// written once. KL row sums are
 // accumulated in the same pass, in a fixed order (8 lanes, then chunks in order), so
-// results do not depend on the thread count or on how at::parallel_for splits the
-// units. Hot loops are compiled for AVX2 and for baseline x86-64 (use_avx2()).
+// results do not depend on the thread count or on which thread takes which units
+// (parallel_chunks). Hot loops are compiled for AVX2 and for baseline x86-64 (use_avx2()).
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -547,7 +549,7 @@ void check_common(const at::Tensor& mu, const at::Tensor& logvar, const std::opt
   TORCH_CHECK(n_samples >= 1, kOp, "n_samples must be >= 1, got ", n_samples);
 }
 
-// Grain for at::parallel_for over units: about 32k elements of work per task.
+// Units per piece of parallel_chunks: about 32k elements of work.
 int64_t unit_grain(const Units& U, int64_t n_samples) {
   const int64_t per_unit = std::max<int64_t>(1, std::min(U.D, kTile) * (U.chunks > 1 ? 1 : U.rows_per_unit)) *
                            (n_samples + 1);
@@ -592,7 +594,7 @@ void fwd_kernel(const at::Tensor& mu_t, const at::Tensor& lv_t, const std::optio
   const bool stream = kSame && stream_outputs(static_cast<size_t>(S * plane) * sizeof(V));
   const bool plane_mu = mu.s1 == 1 && mu.s0 == D, plane_lv = lv.s1 == 1 && lv.s0 == D;
 
-  at::parallel_for(0, U.count, unit_grain(U, S), [&](int64_t u0, int64_t u1) {
+  parallel_chunks(U.count, unit_grain(U, S), [&](int64_t u0, int64_t u1) {
     alignas(64) V b_mu[kTile], b_lv[kTile], b_pm[kTile], b_plv[kTile], b_z[kTile], b_kl[kTile], b_sd[kTile];
     alignas(64) float eps[kTile];
     for (int64_t u = u0; u < u1; ++u) {
@@ -715,7 +717,7 @@ void bwd_kernel(const std::optional<at::Tensor>& gz_t, const std::optional<at::T
                       stream_outputs(static_cast<size_t>(R * D) * sizeof(V) * (dpm ? 4 : 2));
   const bool kDirect = std::is_same<scalar_t, V>::value && !stream;
 
-  at::parallel_for(0, U.count, unit_grain(U, S), [&](int64_t u0, int64_t u1) {
+  parallel_chunks(U.count, unit_grain(U, S), [&](int64_t u0, int64_t u1) {
     alignas(64) V b_mu[kTile], b_lv[kTile], b_pm[kTile], b_plv[kTile], b_gz[kTile], dzs[kTile], dze[kTile];
     alignas(64) V b_dkl[kTile], o_mu[kTile], o_lv[kTile], o_pm[kTile], o_plv[kTile];
     alignas(64) float eps[kTile];
