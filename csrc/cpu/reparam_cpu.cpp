@@ -145,19 +145,26 @@ GS_ALWAYS_INLINE void sample_impl(const V* GS_RESTRICT mu, const V* GS_RESTRICT 
 
 // Standard-normal prior: std[i] = exp(lv[i] / 2) and terms[i] = kl_term(mu[i], lv[i], 0, 0)
 // from one exponential (reparam::std_and_kl_term); the samples then cost a
-// multiply-add each (sample_from_std).
-template <typename V, int kIsa>
+// multiply-add each (sample_from_std). kSum: the n elements are one row (or a chunk
+// of one), and terms[0] gets their sum instead, accumulated in registers in row_sum's
+// order (8 lanes, then pairwise; the zero-padded lanes of the last group add +0), so
+// the bits are row_sum's.
+template <typename V, int kIsa, bool kSum>
 GS_ALWAYS_INLINE void std_kl_impl(const V* GS_RESTRICT mu, const V* GS_RESTRICT lv, int64_t n, V* GS_RESTRICT sd,
                                   V* GS_RESTRICT terms) {
-  using T = Simd<V, kInterleave, Tag<3, kIsa>>;
+  using T = Simd<V, kInterleave, Tag<kSum ? 7 : 3, kIsa>>;
+  using vec = typename T::vec;
   constexpr int W = T::kWidth;
+  constexpr int kAcc = 8 / VecOf<V>::kLanes;  // vectors per 8 elements
+  static_assert(kInterleave % kAcc == 0, "groups must hold whole blocks of 8 elements");
   alignas(64) V pm[W], pl[W], o_sd[W], o_t[W];
+  vec acc[kAcc] = {};
   for (int64_t i = 0; i < n; i += W) {
     const int64_t r = std::min<int64_t>(W, n - i);
     const V* m = mu + i;
     const V* l = lv + i;
     V* os = sd + i;
-    V* ot = terms + i;
+    V* ot = kSum ? o_t : terms + i;
     if (r < W) {
       for (int j = 0; j < W; ++j) {
         pm[j] = j < r ? m[j] : V(0);
@@ -171,12 +178,21 @@ GS_ALWAYS_INLINE void std_kl_impl(const V* GS_RESTRICT mu, const V* GS_RESTRICT 
     T sdv, tv;
     reparam::std_and_kl_term<T>(T::load(m), T::load(l), sdv, tv);
     sdv.store(os);
-    tv.store(ot);
+    if (kSum) {
+      for (int v = 0; v < kInterleave; ++v) acc[v % kAcc] = acc[v % kAcc] + tv.x[v];
+    } else {
+      tv.store(ot);
+    }
     if (r < W)
       for (int64_t j = 0; j < r; ++j) {
         sd[i + j] = o_sd[j];
-        terms[i + j] = o_t[j];
+        if (!kSum) terms[i + j] = o_t[j];
       }
+  }
+  if (kSum) {
+    V l8[8];
+    std::memcpy(l8, acc, sizeof(l8));
+    terms[0] = ((l8[0] + l8[1]) + (l8[2] + l8[3])) + ((l8[4] + l8[5]) + (l8[6] + l8[7]));
   }
 }
 
@@ -310,9 +326,9 @@ GS_ALWAYS_INLINE void backward_std_impl(const V* GS_RESTRICT mu, const V* GS_RES
                                                           V* dzs, V* dze) {                                          \
     accum_impl<V>(gz, eps, n, first, dzs, dze);                                                                      \
   }                                                                                                                  \
-  template <typename V>                                                                                              \
+  template <typename V, bool S>                                                                                      \
   ATTR __attribute__((flatten, noinline)) void std_kl##SFX(const V* mu, const V* lv, int64_t n, V* sd, V* terms) {    \
-    std_kl_impl<V, ISA>(mu, lv, n, sd, terms);                                                                       \
+    std_kl_impl<V, ISA, S>(mu, lv, n, sd, terms);                                                                    \
   }                                                                                                                  \
   template <typename V>                                                                                              \
   ATTR __attribute__((flatten, noinline)) void sample_from_std##SFX(const V* mu, const V* sd, const float* eps,       \
@@ -355,7 +371,12 @@ void sample(const V* mu, const V* lv, const float* eps, int64_t n, V* z) {
 }
 template <typename V>
 void std_kl(const V* mu, const V* lv, int64_t n, V* sd, V* terms) {
-  GS_PICK(std_kl, <V>(mu, lv, n, sd, terms));
+  GS_PICK(std_kl, <V, false>(mu, lv, n, sd, terms));
+}
+// std_kl of one row (or a chunk of one): *row_total = the sum of its terms, as row_sum.
+template <typename V>
+void std_kl_sum(const V* mu, const V* lv, int64_t n, V* sd, V* row_total) {
+  GS_PICK(std_kl, <V, true>(mu, lv, n, sd, row_total));
 }
 template <typename V>
 void sample_from_std(const V* mu, const V* sd, const float* eps, int64_t n, V* z) {
@@ -607,17 +628,27 @@ void fwd_kernel(const at::Tensor& mu_t, const at::Tensor& lv_t, const std::optio
       const V* pmv = prior ? load_or_zero<V>(pm, r0, r1, d0, d1, L, b_pm) : nullptr;
       const V* plvv = prior ? load_or_zero<V>(plv, r0, r1, d0, d1, L, b_plv) : nullptr;
       // KL: the unit's terms in one vectorized pass (with std = exp(lv / 2) for the
-      // standard-normal prior: one exponential for both), then per-row sums.
-      if (prior)
-        kl_terms(m, l, pmv, plvv, L, b_kl);
-      else
-        std_kl(m, l, L, b_sd, b_kl);
-      for (int64_t r = r0; r < r1; ++r) {
-        const V s = row_sum(b_kl + (r - r0) * w, w);
+      // standard-normal prior: one exponential for both), then per-row sums (summed
+      // in the same pass when the unit is one row or a chunk of one).
+      if (!prior && r1 - r0 == 1) {
+        V s;
+        std_kl_sum(m, l, L, b_sd, &s);
         if (U.chunks > 1)
           kl_part[u] = s;
         else
-          kl[r] = static_cast<scalar_t>(s);
+          kl[r0] = static_cast<scalar_t>(s);
+      } else {
+        if (prior)
+          kl_terms(m, l, pmv, plvv, L, b_kl);
+        else
+          std_kl(m, l, L, b_sd, b_kl);
+        for (int64_t r = r0; r < r1; ++r) {
+          const V s = row_sum(b_kl + (r - r0) * w, w);
+          if (U.chunks > 1)
+            kl_part[u] = s;
+          else
+            kl[r] = static_cast<scalar_t>(s);
+        }
       }
       // z[s, plane P0 .. P0 + L) = mu + exp(lv / 2) * eps, eps = normal elements s * R * D + P0 + i.
       for (int64_t s = 0; s < S; ++s) {
