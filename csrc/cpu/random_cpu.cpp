@@ -604,12 +604,11 @@ at::Tensor stream_op(const at::Tensor& seed, int64_t numel, bool normal) {
   if (numel == 0) return out;
   float* o = out.mutable_data_ptr<float>();
   advise_output(o, static_cast<size_t>(numel) * sizeof(float));
-  const int64_t ntasks = (numel + kStreamGrain - 1) / kStreamGrain;
-  // Each task writes a disjoint range (first touch of the fresh output happens in
-  // parallel too); the values do not depend on how tasks are spread over threads.
-  at::parallel_for(0, ntasks, 1, [&](int64_t t0, int64_t t1) {
-    const int64_t e0 = t0 * kStreamGrain;
-    const int64_t e1 = std::min(numel, t1 * kStreamGrain);
+  // Each piece writes a disjoint range (first touch of the fresh output happens in
+  // parallel too); the values do not depend on which thread takes which piece
+  // (parallel_chunks: a slowed thread does not hold the other up). No streaming stores
+  // here: 16M normals took 4% longer with them on the dev VM.
+  parallel_chunks(numel, kStreamGrain, [&](int64_t e0, int64_t e1) {
     if (normal)
       normal_fill(key, offset, static_cast<uint64_t>(e0), e1 - e0, o + e0);
     else

@@ -113,31 +113,36 @@ GS_ALWAYS_INLINE void kl_terms_impl(const V* GS_RESTRICT mu, const V* GS_RESTRIC
   }
 }
 
-template <typename V, int kIsa>
-GS_ALWAYS_INLINE void sample_impl(const V* GS_RESTRICT mu, const V* GS_RESTRICT lv, const float* GS_RESTRICT eps,
+// z[i] = reparam::sample(mu[i], lv[i], eps[i]), or with kFromStd (x = the standard
+// deviations sd) reparam::sample_std(mu[i], sd[i], eps[i]).
+template <typename V, int kIsa, bool kFromStd>
+GS_ALWAYS_INLINE void sample_impl(const V* GS_RESTRICT mu, const V* GS_RESTRICT x, const float* GS_RESTRICT eps,
                                   int64_t n, V* GS_RESTRICT z) {
-  using T = Simd<V, kInterleave, Tag<2, kIsa>>;
+  using T = Simd<V, kInterleave, Tag<kFromStd ? 6 : 2, kIsa>>;
   constexpr int W = T::kWidth;
-  alignas(64) V pm[W], pl[W], out[W];
+  alignas(64) V pm[W], px[W], out[W];
   alignas(64) float pe[W];
   for (int64_t i = 0; i < n; i += W) {
     const int64_t r = std::min<int64_t>(W, n - i);
     const V* m = mu + i;
-    const V* l = lv + i;
+    const V* xv = x + i;
     const float* e = eps + i;
     V* o = z + i;
-    if (r < W) {
+    if (r < W) {  // last partial group: zero-padded copies in, a copy out
       for (int j = 0; j < W; ++j) {
         pm[j] = j < r ? m[j] : V(0);
-        pl[j] = j < r ? l[j] : V(0);
+        px[j] = j < r ? xv[j] : V(0);
         pe[j] = j < r ? e[j] : 0.0f;
       }
       m = pm;
-      l = pl;
+      xv = px;
       e = pe;
       o = out;
     }
-    reparam::sample<T>(T::load(m), T::load(l), T::load_f32(e)).store(o);
+    if (kFromStd)
+      reparam::sample_std<T>(T::load(m), T::load(xv), T::load_f32(e)).store(o);
+    else
+      reparam::sample<T>(T::load(m), T::load(xv), T::load_f32(e)).store(o);
     if (r < W)
       for (int64_t j = 0; j < r; ++j) z[i + j] = out[j];
   }
@@ -193,37 +198,6 @@ GS_ALWAYS_INLINE void std_kl_impl(const V* GS_RESTRICT mu, const V* GS_RESTRICT 
     V l8[8];
     std::memcpy(l8, acc, sizeof(l8));
     terms[0] = ((l8[0] + l8[1]) + (l8[2] + l8[3])) + ((l8[4] + l8[5]) + (l8[6] + l8[7]));
-  }
-}
-
-// z[i] = reparam::sample_std(mu[i], sd[i], eps[i]).
-template <typename V, int kIsa>
-GS_ALWAYS_INLINE void sample_from_std_impl(const V* GS_RESTRICT mu, const V* GS_RESTRICT sd,
-                                           const float* GS_RESTRICT eps, int64_t n, V* GS_RESTRICT z) {
-  using T = Simd<V, kInterleave, Tag<6, kIsa>>;
-  constexpr int W = T::kWidth;
-  alignas(64) V pm[W], ps[W], out[W];
-  alignas(64) float pe[W];
-  for (int64_t i = 0; i < n; i += W) {
-    const int64_t r = std::min<int64_t>(W, n - i);
-    const V* m = mu + i;
-    const V* sv = sd + i;
-    const float* e = eps + i;
-    V* o = z + i;
-    if (r < W) {  // last partial group: zero-padded copies in, a copy out
-      for (int j = 0; j < W; ++j) {
-        pm[j] = j < r ? m[j] : V(0);
-        ps[j] = j < r ? sv[j] : V(0);
-        pe[j] = j < r ? e[j] : 0.0f;
-      }
-      m = pm;
-      sv = ps;
-      e = pe;
-      o = out;
-    }
-    reparam::sample_std<T>(T::load(m), T::load(sv), T::load_f32(e)).store(o);
-    if (r < W)
-      for (int64_t j = 0; j < r; ++j) z[i + j] = out[j];
   }
 }
 
@@ -319,7 +293,7 @@ GS_ALWAYS_INLINE void backward_std_impl(const V* GS_RESTRICT mu, const V* GS_RES
   template <typename V>                                                                                              \
   ATTR __attribute__((flatten, noinline)) void sample##SFX(const V* mu, const V* lv, const float* eps, int64_t n,    \
                                                            V* z) {                                                   \
-    sample_impl<V, ISA>(mu, lv, eps, n, z);                                                                          \
+    sample_impl<V, ISA, false>(mu, lv, eps, n, z);                                                                   \
   }                                                                                                                  \
   template <typename V>                                                                                              \
   ATTR __attribute__((flatten, noinline)) void accum##SFX(const V* gz, const float* eps, int64_t n, bool first,      \
@@ -333,7 +307,7 @@ GS_ALWAYS_INLINE void backward_std_impl(const V* GS_RESTRICT mu, const V* GS_RES
   template <typename V>                                                                                              \
   ATTR __attribute__((flatten, noinline)) void sample_from_std##SFX(const V* mu, const V* sd, const float* eps,       \
                                                                     int64_t n, V* z) {                               \
-    sample_from_std_impl<V, ISA>(mu, sd, eps, n, z);                                                                      \
+    sample_impl<V, ISA, true>(mu, sd, eps, n, z);                                                                    \
   }                                                                                                                  \
   template <typename V, bool G>                                                                                      \
   ATTR __attribute__((flatten, noinline)) void backward_std##SFX(const V* mu, const V* lv, const V* dzs,             \
