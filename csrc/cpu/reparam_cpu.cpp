@@ -11,10 +11,10 @@
 // gathered (any strides, any dtype -> opmath) into L1 buffers, its eps generated
 // into an L1 buffer per sample (fp32 with the standard prior: z = mu + std eps
 // straight from the generator's registers, normal_affine_fill), and its outputs
-// written once. KL row sums are
-// accumulated in the same pass, in a fixed order (8 lanes, then chunks in order), so
-// results do not depend on the thread count or on which thread takes which units
-// (parallel_chunks). Hot loops are compiled for AVX2 and for baseline x86-64 (use_avx2()).
+// written once. KL row sums are accumulated in the same pass, in a fixed order (8
+// lanes, then chunks in order), so results do not depend on the thread count or on
+// which thread takes which units (parallel_chunks). Hot loops are compiled for AVX2 +
+// FMA and for baseline x86-64 (use_avx2()).
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
