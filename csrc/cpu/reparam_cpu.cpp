@@ -166,37 +166,27 @@ GS_ALWAYS_INLINE void std_kl_impl(const V* GS_RESTRICT mu, const V* GS_RESTRICT 
   constexpr int W = T::kWidth;
   constexpr int kAcc = 8 / VecOf<V>::kLanes;  // vectors per 8 elements
   static_assert(kStdInterleave % kAcc == 0, "groups must hold whole blocks of 8 elements");
-  alignas(64) V pm[W], pl[W], o_sd[W], o_t[W];
+  alignas(64) V pad[2][W], out[2][W];
   vec acc[kAcc] = {};
   for (int64_t i = 0; i < n; i += W) {
     const int64_t r = std::min<int64_t>(W, n - i);
-    const V* m = mu + i;
-    const V* l = lv + i;
-    V* os = sd + i;
-    V* ot = kSum ? o_t : terms + i;
-    if (r < W) {
-      for (int j = 0; j < W; ++j) {
-        pm[j] = j < r ? m[j] : V(0);
-        pl[j] = j < r ? l[j] : V(0);
-      }
-      m = pm;
-      l = pl;
-      os = o_sd;
-      ot = o_t;
+    const V* in[2] = {mu + i, lv + i};
+    V* const dst[2] = {sd + i, kSum ? nullptr : terms + i};
+    V* o[2] = {dst[0], dst[1]};
+    if (r < W) {  // last partial group: zero-padded copies in, copies out
+      pad_group(in, r, pad);
+      o[0] = out[0];
+      o[1] = out[1];
     }
     T sdv, tv;
-    reparam::std_and_kl_term<T>(T::load(m), T::load(l), sdv, tv);
-    sdv.store(os);
+    reparam::std_and_kl_term<T>(T::load(in[0]), T::load(in[1]), sdv, tv);
+    sdv.store(o[0]);
     if (kSum) {
       for (int v = 0; v < kStdInterleave; ++v) acc[v % kAcc] = acc[v % kAcc] + tv.x[v];
     } else {
-      tv.store(ot);
+      tv.store(o[1]);
     }
-    if (r < W)
-      for (int64_t j = 0; j < r; ++j) {
-        sd[i + j] = o_sd[j];
-        if (!kSum) terms[i + j] = o_t[j];
-      }
+    if (r < W) unpad_group(dst, r, out);
   }
   if (kSum) {
     V l8[8];
@@ -450,6 +440,8 @@ struct View2 {
   View2() = default;
   explicit View2(const at::Tensor& t) : p(t.const_data_ptr<scalar_t>()), s0(t.stride(0)), s1(t.stride(1)) {}
   explicit operator bool() const { return p != nullptr; }
+  // Whether the view is one contiguous (R, D) plane.
+  bool is_plane(int64_t D) const { return s1 == 1 && s0 == D; }
 
   // Pointer to the unit's values as contiguous V, gathering into buf when needed.
   template <typename V>
@@ -500,7 +492,7 @@ GS_ALWAYS_INLINE void prefetch_unit(const Units& U, int64_t u, std::initializer_
   int64_t r0, r1, d0, d1;
   U.get(u, r0, r1, d0, d1);
   for (const View2<scalar_t>* v : views)
-    if (*v && !(v->s1 == 1 && v->s0 == U.D)) v->prefetch(r0, r1, d0, d1);
+    if (*v && !v->is_plane(U.D)) v->prefetch(r0, r1, d0, d1);
 }
 
 template <typename V, typename scalar_t>
@@ -591,7 +583,7 @@ void fwd_kernel(const at::Tensor& mu_t, const at::Tensor& lv_t, const std::optio
   // Large fp32/fp64 outputs: z goes through an L1 buffer and streaming stores.
   constexpr bool kSame = std::is_same<scalar_t, V>::value;
   const bool stream = kSame && stream_outputs(static_cast<size_t>(S * plane) * sizeof(V));
-  const bool plane_mu = mu.s1 == 1 && mu.s0 == D, plane_lv = lv.s1 == 1 && lv.s0 == D;
+  const bool planes = mu.is_plane(D) && lv.is_plane(D);
 
   parallel_chunks(U.count, unit_grain(U, S), [&](int64_t u0, int64_t u1) {
     alignas(64) V b_mu[kTile], b_lv[kTile], b_pm[kTile], b_plv[kTile], b_z[kTile], b_kl[kTile], b_sd[kTile];
@@ -608,25 +600,22 @@ void fwd_kernel(const at::Tensor& mu_t, const at::Tensor& lv_t, const std::optio
       // KL: the unit's terms in one vectorized pass (with std = exp(lv / 2) for the
       // standard-normal prior: one exponential for both), then per-row sums (summed
       // in the same pass when the unit is one row or a chunk of one).
-      if (!prior && r1 - r0 == 1) {
-        V s;
-        std_kl_sum(m, l, L, b_sd, &s);
+      auto put_row = [&](int64_t r, V s) {  // a chunk's partial sum, or the row's KL
         if (U.chunks > 1)
           kl_part[u] = s;
         else
-          kl[r0] = static_cast<scalar_t>(s);
+          kl[r] = static_cast<scalar_t>(s);
+      };
+      if (!prior && r1 - r0 == 1) {
+        V s;
+        std_kl_sum(m, l, L, b_sd, &s);
+        put_row(r0, s);
       } else {
         if (prior)
           kl_terms(m, l, pmv, plvv, L, b_kl);
         else
           std_kl(m, l, L, b_sd, b_kl);
-        for (int64_t r = r0; r < r1; ++r) {
-          const V s = row_sum(b_kl + (r - r0) * w, w);
-          if (U.chunks > 1)
-            kl_part[u] = s;
-          else
-            kl[r] = static_cast<scalar_t>(s);
-        }
+        for (int64_t r = r0; r < r1; ++r) put_row(r, row_sum(b_kl + (r - r0) * w, w));
       }
       // z[s, plane P0 .. P0 + L) = mu + exp(lv / 2) * eps, eps = normal elements s * R * D + P0 + i.
       for (int64_t s = 0; s < S; ++s) {
@@ -634,7 +623,7 @@ void fwd_kernel(const at::Tensor& mu_t, const at::Tensor& lv_t, const std::optio
         if constexpr (std::is_same<scalar_t, float>::value) {
           if (!prior) {  // fp32, standard prior: z straight from the generator's registers
             // Contiguous (R, D) planes: the next unit's mu and lv are prefetched meanwhile.
-            const bool pf = s == 0 && u + 1 < u1 && plane_mu && plane_lv;
+            const bool pf = s == 0 && u + 1 < u1 && planes;
             const int64_t next = P0 + L;  // the next unit's plane index (units tile the plane)
             normal_affine_fill(key, offset, static_cast<uint64_t>(base), L, m, b_sd, z + base, stream,
                                pf ? reinterpret_cast<const float*>(mu.p) + next : nullptr,
